@@ -1,0 +1,5 @@
+import sys
+
+from svd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,214 @@
+"""The local backend: diffusers' StableVideoDiffusionPipeline, loaded once and kept warm."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+
+import torch
+from diffusers import StableVideoDiffusionPipeline
+
+from svd.backends.base import EventHandler, Queued, Stage, Step, emit
+from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_pipeline
+from svd.errors import BackendError
+from svd.media import fit_image, load_image, write_mp4
+from svd.outputs import OutputStore
+from svd.schema import SVDInput, SVDOutput
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
+DEFAULT_SIZE = (1024, 576)  # width, height the SVD models were trained at
+
+
+def pick_device() -> str:
+    """cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def random_seed() -> int:
+    """A seed for a request that gave none."""
+    return secrets.randbelow(2**32)
+
+
+def load_pretrained(model: str, dtype: torch.dtype) -> StableVideoDiffusionPipeline:
+    """Load a hub id or a local folder; the fp16 files where there are some and fp16 is asked."""
+    if dtype == torch.float16:
+        try:
+            return StableVideoDiffusionPipeline.from_pretrained(model, dtype=dtype, variant="fp16")
+        except (OSError, ValueError):
+            log.info("no fp16 variant of %s; loading the full-precision files", model)
+    return StableVideoDiffusionPipeline.from_pretrained(model, dtype=dtype)
+
+
+class LocalBackend:
+    """Runs SVD on this machine. `model`: hub id, local folder or "tiny" (`SVD_MODEL`)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        controlnet: str | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        pipe: StableVideoDiffusionPipeline | None = None,
+        output_dir: str | None = None,
+    ):
+        self.explicit_model = model or os.environ.get("SVD_MODEL") or None
+        self.model = self.explicit_model or DEFAULT_MODEL
+        self.controlnet = controlnet or os.environ.get("SVD_CONTROLNET") or None
+        self.device = device or (str(pipe.device) if pipe is not None else pick_device())
+        if dtype is None:
+            dtype = pipe.dtype if pipe is not None else None
+        self.dtype = dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
+        self.notice: str | None = None  # said on the page when the model is not the one asked for
+        self.store = OutputStore(output_dir)
+        self._pipe = pipe
+        if pipe is not None and self.explicit_model is None:
+            self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._waiting = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    def load(self) -> StableVideoDiffusionPipeline:
+        """The pipeline, loaded on first use."""
+        with self._load_lock:
+            if self._pipe is None:
+                self._pipe = self._load()
+            return self._pipe
+
+    def _load(self) -> StableVideoDiffusionPipeline:
+        started = time.perf_counter()
+        if self.model == "tiny":
+            pipe = build_tiny_pipeline()
+        else:
+            try:
+                pipe = load_pretrained(self.model, self.dtype)
+            except Exception as e:  # offline, no cache, gated, bad folder...
+                if self.explicit_model is not None:
+                    raise BackendError(f"could not load the model {self.model!r}: {e}") from e
+                self.notice = (
+                    f"The model {self.model} could not be loaded ({type(e).__name__}), so this "
+                    "runs on 'tiny', a small random-weight test model: its videos are noise. "
+                    "Set SVD_MODEL to a hub id or a local folder with the weights."
+                )
+                log.warning(self.notice)
+                self.model = "tiny"
+                pipe = build_tiny_pipeline()
+        if pipe.dtype != self.dtype:
+            pipe.to(dtype=self.dtype)
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        elapsed = time.perf_counter() - started
+        log.info("loaded %s on %s in %.1f s", self.model, self.device, elapsed)
+        return pipe
+
+    def default_size(self) -> tuple[int, int]:
+        return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
+
+    def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
+        """Generate a video for `inp`, keep it in the output folder, and describe it."""
+        t0 = time.perf_counter()
+        emit(on_event, Stage("loading inputs"))
+        image = load_image(inp.image_url, "image_url")
+        seed = inp.seed if inp.seed is not None else random_seed()
+        if not self.loaded:
+            emit(on_event, Stage("loading model"))
+        pipe = self.load()
+        width, height = self._size(inp)
+        image = fit_image(image, width, height)
+        num_frames = inp.num_frames or pipe.unet.config.num_frames or TINY_FRAMES
+        t_inputs = time.perf_counter()
+
+        def on_step_end(pipeline, i, t, kwargs):
+            emit(on_event, Step(i + 1, inp.steps))
+            if i + 1 == inp.steps:
+                emit(on_event, Stage("decoding"))
+            return kwargs
+
+        self._wait_turn(on_event)
+        try:
+            t_start = time.perf_counter()
+            emit(on_event, Stage("denoising"))
+            frames = pipe(
+                image,
+                height=height,
+                width=width,
+                num_frames=num_frames,
+                num_inference_steps=inp.steps,
+                fps=inp.fps,
+                motion_bucket_id=inp.motion_bucket_id,
+                noise_aug_strength=inp.cond_aug,
+                decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+                callback_on_step_end=on_step_end,
+            ).frames[0]
+        finally:
+            self._run_lock.release()
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+        t_run = time.perf_counter()
+
+        emit(on_event, Stage("writing video"))
+        run_id = self.store.new_id()
+        video = write_mp4(frames, inp.fps, self.store.video_path(run_id))
+        self.store.save_image(run_id, "input", image)
+        t_end = time.perf_counter()
+        file = self.store.record(
+            run_id,
+            video,
+            inp,
+            seed,
+            backend=self.name,
+            model=self.model,
+            device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            width=width,
+            height=height,
+            num_frames=num_frames,
+            timings={
+                "inputs_s": round(t_inputs - t0, 3),
+                "waited_s": round(t_start - t_inputs, 3),
+                "generate_s": round(t_run - t_start, 3),
+                "write_s": round(t_end - t_run, 3),
+                "total_s": round(t_end - t0, 3),
+            },
+        )
+        return SVDOutput(image=file, seed=seed)
+
+    def _size(self, inp: SVDInput) -> tuple[int, int]:
+        width, height = self.default_size()
+        return inp.width or width, inp.height or height
+
+    def _decode_chunk(self, num_frames: int) -> int:
+        # diffusers' docs suggest 8 on a GPU to bound memory; a CPU has room for all.
+        return min(8, num_frames) if self.device != "cpu" else num_frames
+
+    def _wait_turn(self, on_event: EventHandler | None) -> None:
+        """One generation at a time; a caller that must wait is told its place."""
+        if self._run_lock.acquire(blocking=False):
+            return
+        self._waiting += 1
+        try:
+            emit(on_event, Queued(self._waiting - 1))
+            self._run_lock.acquire()
+        finally:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        self._pipe = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

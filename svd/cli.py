@@ -1,0 +1,101 @@
+"""`python -m svd generate ...`: one video from the command line.
+
+The SVDOutput JSON is the last line on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from svd.errors import BackendError, InputError
+from svd.schema import parse_input
+
+FIELDS = [  # (flag, fal field, type)
+    ("--image-url", "image_url", str),
+    ("--mask-image-url", "mask_image_url", str),
+    ("--control-maps-data-url", "control_maps_data_url", str),
+    ("--motion-bucket-id", "motion_bucket_id", int),
+    ("--cond-aug", "cond_aug", float),
+    ("--seed", "seed", int),
+    ("--steps", "steps", int),
+    ("--fps", "fps", int),
+    ("--num-frames", "num_frames", int),
+    ("--width", "width", int),
+    ("--height", "height", int),
+    ("--decode-chunk-size", "decode_chunk_size", int),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m svd", description="Stable Video Diffusion.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="make one video from an image")
+    for flag, field, kind in FIELDS:
+        gen.add_argument(flag, dest=field, type=_typed(field, kind), default=None)
+    gen.add_argument("--json", dest="json_body", metavar="FILE|-", help="a fal request body")
+    gen.add_argument("--backend", default="auto", choices=["auto", "local"])
+    gen.add_argument("--model", help="hub id, local folder or 'tiny' (SVD_MODEL)")
+    gen.add_argument("--out-dir", help="where videos are kept (SVD_OUTPUT_DIR)")
+    return parser
+
+
+def _typed(field: str, kind: type):
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{field}: expected {kind.__name__}, got {text!r}"
+            ) from None
+
+    return convert
+
+
+def request_body(args: argparse.Namespace) -> dict:
+    """The fal request: the --json body, then each flag given on top of it."""
+    body: dict = {}
+    if args.json_body:
+        text = sys.stdin.read() if args.json_body == "-" else open(args.json_body).read()
+        try:
+            body = json.loads(text)
+        except ValueError as e:
+            raise InputError("json", f"not valid JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise InputError("json", "expected a JSON object")
+    for _, field, _ in FIELDS:
+        value = getattr(args, field)
+        if value is not None:
+            body[field] = value
+    return body
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    inp = parse_input(request_body(args))
+    from svd.backends import get_backend
+    from svd.progress import ProgressPrinter
+
+    options = {"output_dir": args.out_dir}
+    if args.model:
+        options["model"] = args.model
+    backend = get_backend(args.backend, **options)
+    with ProgressPrinter(sys.stderr) as progress:
+        out = backend.generate(inp, progress)
+    print(out.model_dump_json())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_generate(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BackendError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # json file unreadable, disk full...
+        print(f"error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,34 @@
+"""Errors that reach the user: each names the field it is about."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class InputError(ValueError):
+    """Bad input. `field` is the request field at fault; `message` says why."""
+
+    def __init__(self, field: str, message: str, details: list[dict] | None = None):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+        self.details = details or [{"loc": [field], "msg": message, "type": "value_error"}]
+
+    @classmethod
+    def from_validation(cls, error: ValidationError) -> InputError:
+        """The first problem of a pydantic error, worded for a person."""
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "input"
+        message = first["msg"]
+        if first["type"] != "missing" and "input" in first:
+            message += f" (got {_short(first['input'])})"
+        return cls(field, message, error.errors(include_url=False, include_context=False))
+
+
+class BackendError(RuntimeError):
+    """A generation failed for a reason other than bad input."""
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

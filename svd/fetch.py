@@ -1,0 +1,103 @@
+"""Read the bytes behind a URL: http(s), a data: URI, or a local path."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+from pathlib import Path
+from urllib.parse import unquote, unquote_to_bytes, urlparse
+
+import httpx
+
+from svd.errors import InputError
+
+MAX_BYTES = int(os.environ.get("SVD_MAX_DOWNLOAD_MB", "50")) * 1024 * 1024
+TIMEOUT_S = float(os.environ.get("SVD_FETCH_TIMEOUT", "30"))
+
+
+def read_url(
+    url: str,
+    field: str,
+    *,
+    allow_local: bool = True,
+    max_bytes: int = MAX_BYTES,
+    timeout: float = TIMEOUT_S,
+) -> bytes:
+    """The bytes at `url`; InputError naming `field` when it cannot be read."""
+    url = url.strip()
+    scheme = urlparse(url).scheme.lower()
+    if scheme == "data":
+        return _read_data_uri(url, field, max_bytes)
+    if scheme in ("http", "https"):
+        return _read_http(url, field, max_bytes, timeout)
+    if scheme == "file" or scheme == "" or _is_windows_drive(scheme):
+        if not allow_local:
+            raise InputError(field, "local files are not accepted here; use http(s) or data:")
+        return _read_path(_local_path(url, scheme), field, max_bytes)
+    raise InputError(field, f"unsupported URL scheme '{scheme}'; use http(s), data: or a file path")
+
+
+def _is_windows_drive(scheme: str) -> bool:
+    return len(scheme) == 1 and os.name == "nt"
+
+
+def _local_path(url: str, scheme: str) -> Path:
+    if scheme == "file":
+        return Path(unquote(urlparse(url).path))
+    return Path(url).expanduser()
+
+
+def _too_big(field: str, max_bytes: int) -> InputError:
+    return InputError(field, f"larger than the {max_bytes // (1024 * 1024)} MB limit")
+
+
+def _read_data_uri(url: str, field: str, max_bytes: int) -> bytes:
+    header, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise InputError(field, "malformed data: URI (no comma)")
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        raise _too_big(field, max_bytes)
+    if header.lower().endswith(";base64"):
+        try:
+            data = base64.b64decode("".join(payload.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError(field, "malformed data: URI (bad base64)") from None
+    else:
+        data = unquote_to_bytes(payload)
+    if len(data) > max_bytes:
+        raise _too_big(field, max_bytes)
+    return data
+
+
+def _read_path(path: Path, field: str, max_bytes: int) -> bytes:
+    if not path.is_file():
+        raise InputError(field, f"no such file: {path}")
+    if path.stat().st_size > max_bytes:
+        raise _too_big(field, max_bytes)
+    return path.read_bytes()
+
+
+def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    try:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as r:
+            if r.status_code >= 400:
+                raise InputError(field, f"the server answered HTTP {r.status_code} for {url}")
+            size = int(r.headers.get("content-length") or 0)
+            if size > max_bytes:
+                raise _too_big(field, max_bytes)
+            chunks, total = [], 0
+            for chunk in r.iter_bytes():
+                total += len(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("total time limit")
+                if total > max_bytes:
+                    raise _too_big(field, max_bytes)
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.TimeoutException:
+        raise InputError(field, f"fetching {url} took longer than {timeout:g} s") from None
+    except httpx.HTTPError as e:
+        raise InputError(field, f"could not fetch {url}: {e}") from None

@@ -1,0 +1,121 @@
+"""Images in, video out: decoding, fitting to the video size, and mp4 files."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from svd.errors import InputError
+from svd.fetch import read_url
+
+MAX_PIXELS = int(os.environ.get("SVD_MAX_IMAGE_PIXELS", str(40_000_000)))
+
+
+def decode_image(data: bytes, field: str, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode image bytes to RGB, upright as its EXIF says; the first frame if animated."""
+    if not data:
+        raise InputError(field, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise InputError(field, f"image is {w}x{h}, over the {max_pixels:,} pixel limit")
+            img.load()
+    except InputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(field, "not a readable image (or over the pixel limit)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(field, f"the image could not be decoded ({e})") from None
+    img = ImageOps.exif_transpose(img)
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB from any mode: 16-bit and float scaled, transparency laid on white."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if img.mode == "F" and arr.max() <= 1.0:
+            top = 1.0
+        arr = np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
+        img = Image.fromarray(arr, "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("RGB")
+
+
+def load_image(url: str, field: str, *, allow_local: bool = True) -> Image.Image:
+    """Fetch and decode the image at `url` (see `read_url` and `decode_image`)."""
+    return decode_image(read_url(url, field, allow_local=allow_local), field)
+
+
+def fit_image(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Cover `width`x`height`: scale to fill, then crop the centre (the aspect is kept)."""
+    return ImageOps.fit(img, (width, height), method=Image.Resampling.LANCZOS)
+
+
+def write_mp4(frames: np.ndarray | list, fps: int, path: str | Path, *, crf: int = 17) -> Path:
+    """Write frames (N, H, W, 3; uint8, or float in 0-1) as H.264 yuv420p mp4 that browsers play.
+
+    Odd sizes lose their last row or column (yuv420p needs even sizes). The file is written
+    beside `path` and renamed into place, so a reader never sees half a video.
+    """
+    video = as_uint8_frames(frames)
+    n, h, w = video.shape[:3]
+    video = video[:, : h - h % 2, : w - w % 2]
+    if n == 0 or video.shape[1] == 0 or video.shape[2] == 0:
+        raise ValueError("write_mp4 needs at least one frame of at least 2x2 pixels")
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    writer = imageio_ffmpeg.write_frames(
+        str(tmp),
+        (video.shape[2], video.shape[1]),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        macro_block_size=1,
+        output_params=["-crf", str(crf), "-movflags", "+faststart", "-f", "mp4"],
+        ffmpeg_log_level="error",
+    )
+    try:
+        writer.send(None)
+        for frame in video:
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+def as_uint8_frames(frames: np.ndarray | list) -> np.ndarray:
+    """Frames as one uint8 array (N, H, W, 3) from uint8 arrays, float arrays or PIL images."""
+    if isinstance(frames, list) and frames and isinstance(frames[0], Image.Image):
+        frames = [np.asarray(f.convert("RGB")) for f in frames]
+    arr = np.asarray(frames)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"expected frames shaped (N, H, W, 3), got {arr.shape}")
+    return arr
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, float]:
+    """Decode a video file to (frames (N, H, W, 3) uint8, fps)."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader]
+    return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8), meta["fps"]

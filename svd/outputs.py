@@ -1,0 +1,86 @@
+"""Where finished videos are kept: <id>.mp4 beside <id>.json with how it was made."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+
+from svd.schema import File, SVDInput
+
+CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
+
+
+def default_output_dir() -> Path:
+    """`SVD_OUTPUT_DIR`, or ./outputs."""
+    return Path(os.environ.get("SVD_OUTPUT_DIR") or "outputs")
+
+
+class OutputStore:
+    """A folder of finished videos and their records."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_output_dir()
+
+    def new_id(self) -> str:
+        """A fresh id that sorts by time: 20261125-130501-3fa2c1."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        return f"{stamp}-{secrets.token_hex(3)}"
+
+    def video_path(self, run_id: str, suffix: str = ".mp4") -> Path:
+        """Where the video of `run_id` goes; the folder is made if missing."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / f"{run_id}{suffix}"
+
+    def save_image(self, run_id: str, name: str, image) -> Path:
+        """Keep a PIL image used by the run as <id>.<name>.png."""
+        path = self.video_path(run_id, f".{name}.png")
+        image.save(path)
+        return path
+
+    def record(self, run_id: str, video: Path, inp: SVDInput, seed: int, **extra) -> File:
+        """Write <id>.json for a finished `video` and return it as a fal File."""
+        file = File(
+            url=video.resolve().as_uri(),
+            content_type=CONTENT_TYPES.get(video.suffix, "application/octet-stream"),
+            file_name=video.name,
+            file_size=video.stat().st_size,
+        )
+        data = {
+            "id": run_id,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input": _printable_input(inp),
+            "seed": seed,
+            "output": file.model_dump(),
+            **extra,
+        }
+        path = self.root / f"{run_id}.json"
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+        return file
+
+    def load(self, run_id: str) -> dict:
+        """The record of `run_id`."""
+        return json.loads((self.root / f"{run_id}.json").read_text())
+
+    def list(self) -> list[dict]:
+        """Every record, newest first; unreadable ones are skipped."""
+        records = []
+        for path in sorted(self.root.glob("*.json"), reverse=True):
+            try:
+                records.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return records
+
+
+def _printable_input(inp: SVDInput) -> dict:
+    """The input as sent, with long data: URIs shortened to their head and size."""
+    data = inp.model_dump()
+    for key, value in data.items():
+        if isinstance(value, str) and value.startswith("data:") and len(value) > 200:
+            data[key] = f"{value[:60]}... ({len(value):,} characters)"
+    return data

@@ -1,0 +1,110 @@
+"""The fal-ai/svd request and response contract, plus our optional extras."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from svd.errors import InputError
+
+SEED_MIN = -(2**63)
+SEED_MAX = 2**64 - 1
+
+
+def _int(lo: int, hi: int, **kw) -> object:
+    return Field(strict=True, ge=lo, le=hi, **kw)
+
+
+class SVDInput(BaseModel):
+    """The fal-ai/svd input. Unknown fields are ignored, as fal does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image_url: Annotated[str, Field(min_length=1, description="The image to animate.")]
+    mask_image_url: Annotated[
+        str | None,
+        Field(min_length=1, description="Black moves, white stays still."),
+    ] = None
+    control_maps_data_url: Annotated[
+        str | None,
+        Field(min_length=1, description="An archive of per-frame depth maps."),
+    ] = None
+    motion_bucket_id: Annotated[int, _int(1, 255, description="More motion the higher it is.")] = (
+        127
+    )
+    cond_aug: Annotated[
+        float,
+        Field(
+            strict=True,
+            ge=0,
+            le=10,
+            allow_inf_nan=False,
+            description="Noise added to the conditioning image.",
+        ),
+    ] = 0.02
+    seed: Annotated[
+        int | None,
+        _int(SEED_MIN, SEED_MAX, description="Same seed and inputs, same video."),
+    ] = None
+    steps: Annotated[int, _int(1, 100, description="Denoising steps.")] = 20
+
+    # Extras, not part of fal's schema. Each is optional and None means the default.
+    fps: Annotated[int, _int(1, 60, description="Frames per second of the video.")] = 7
+    num_frames: Annotated[
+        int | None,
+        _int(1, 64, description="Frames to generate; the model's own by default."),
+    ] = None
+    width: Annotated[
+        int | None,
+        _int(64, 2048, multiple_of=64, description="Video width; 1024 by default."),
+    ] = None
+    height: Annotated[
+        int | None,
+        _int(64, 2048, multiple_of=64, description="Video height; 576 by default."),
+    ] = None
+    decode_chunk_size: Annotated[
+        int | None,
+        _int(1, 64, description="Frames decoded at once; lower saves memory."),
+    ] = None
+
+    def fal_arguments(self) -> dict:
+        """The request body fal understands: fal's fields only, unset ones left out."""
+        return self.model_dump(include=FAL_FIELDS, exclude_none=True)
+
+
+FAL_FIELDS = {
+    "image_url",
+    "mask_image_url",
+    "control_maps_data_url",
+    "motion_bucket_id",
+    "cond_aug",
+    "seed",
+    "steps",
+}
+
+
+class File(BaseModel):
+    """A file, as fal describes one."""
+
+    url: str
+    content_type: str | None = None
+    file_name: str | None = None
+    file_size: int | None = None
+
+
+class SVDOutput(BaseModel):
+    """The fal-ai/svd output: the video and the seed used."""
+
+    image: File
+    seed: int
+
+
+def parse_input(data: dict) -> SVDInput:
+    """Validate a request body; raise InputError naming the field and the limit."""
+    if not isinstance(data, dict):
+        raise InputError("input", "expected a JSON object")
+    try:
+        return SVDInput.model_validate(data)
+    except ValidationError as e:
+        raise InputError.from_validation(e) from None

@@ -1,0 +1,164 @@
+"""The Gradio page: an image and fal's four numbers in, a video out."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import gradio as gr
+
+from svd.backends import Backend, Event, Queued, Stage, Step, get_backend
+from svd.errors import BackendError, InputError
+from svd.schema import SVDInput, parse_input
+
+TITLE = "SVD Studio"
+FIELD = SVDInput.model_fields
+
+
+def _limits(name: str) -> tuple[float, float]:
+    meta = {type(m).__name__: m for m in FIELD[name].metadata}
+    return meta["Ge"].ge, meta["Le"].le
+
+
+def status_text(backend: Backend) -> str:
+    """One line on what runs the videos, and any warning the user must see."""
+    if backend.name != "local":
+        return f"Backend: **{backend.name}**"
+    if not backend.loaded:
+        return f"Backend: **local**, model **{backend.model}** on {backend.device} (loading...)"
+    text = f"Backend: **local**, model **{backend.model}** on {backend.device}"
+    if backend.model == "tiny":
+        text += " — a tiny random-weight test model: its videos are noise, not your picture."
+    if backend.notice:
+        text = f"⚠️ {backend.notice}\n\n{text}"
+    return text
+
+
+def progress_reporter(progress: gr.Progress):
+    """An `on_event` handler that moves the page's progress bar."""
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Step):
+            progress((event.index, event.total), desc=f"step {event.index} of {event.total}")
+        elif isinstance(event, Stage):
+            progress(None, desc=event.name)
+        elif isinstance(event, Queued):
+            progress(None, desc=f"queued, position {event.position}")
+
+    return on_event
+
+
+def local_path(url: str) -> str:
+    """The file behind a file:// URL (what the local backends return)."""
+    parsed = urlparse(url)
+    return unquote(parsed.path) if parsed.scheme == "file" else url
+
+
+def build_app(backend: Backend) -> gr.Blocks:
+    """The page for `backend`; its API endpoint is `generate`."""
+
+    def generate(image, motion_bucket_id, cond_aug, seed, steps, progress=gr.Progress()):
+        if not image:
+            raise gr.Error("image_url: upload an image first")
+        body = {
+            "image_url": image,
+            "motion_bucket_id": int(motion_bucket_id),
+            "cond_aug": float(cond_aug),
+            "steps": int(steps),
+        }
+        if seed is not None and str(seed).strip() != "":
+            body["seed"] = int(seed)
+        try:
+            out = backend.generate(parse_input(body), progress_reporter(progress))
+        except (InputError, BackendError) as e:
+            raise gr.Error(str(e)) from None
+        return local_path(out.image.url), out.seed, status_text(backend)
+
+    mb_lo, mb_hi = _limits("motion_bucket_id")
+    ca_lo, ca_hi = _limits("cond_aug")
+    st_lo, st_hi = _limits("steps")
+    with gr.Blocks(title=TITLE) as app:
+        gr.Markdown(f"# {TITLE}\nAnimate a picture with Stable Video Diffusion.")
+        status = gr.Markdown(status_text(backend), elem_id="status")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="Image", type="filepath", elem_id="image")
+                motion = gr.Slider(
+                    mb_lo, mb_hi, value=FIELD["motion_bucket_id"].default, step=1,
+                    label="Motion bucket id", info="More motion the higher it is.",
+                    elem_id="motion-bucket-id",
+                )  # fmt: skip
+                cond_aug = gr.Slider(
+                    ca_lo, ca_hi, value=FIELD["cond_aug"].default, step=0.01,
+                    label="Conditioning augmentation",
+                    info="Noise added to the picture: more motion, less likeness.",
+                    elem_id="cond-aug",
+                )  # fmt: skip
+                steps = gr.Slider(
+                    st_lo, st_hi, value=FIELD["steps"].default, step=1,
+                    label="Steps", info="Denoising steps: more is slower and finer.",
+                    elem_id="steps",
+                )  # fmt: skip
+                seed = gr.Number(
+                    label="Seed", info="Empty for a random one.", precision=0, elem_id="seed"
+                )
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column():
+                video = gr.Video(
+                    label="Video", autoplay=True, loop=True, interactive=False, elem_id="video"
+                )
+                seed_used = gr.Number(
+                    label="Seed used", precision=0, interactive=False, elem_id="seed-used"
+                )
+        button.click(
+            generate,
+            inputs=[image, motion, cond_aug, seed, steps],
+            outputs=[video, seed_used, status],
+            api_name="generate",
+            concurrency_limit=1,
+        )
+        app.load(lambda: status_text(backend), outputs=status, api_name=False)
+    return app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description="Serve the SVD Studio page.")
+    p.add_argument("--backend", default=env("SVD_BACKEND", "auto"), choices=["auto", "local"])
+    p.add_argument("--model", default=env("SVD_MODEL"), help="hub id, local folder or 'tiny'")
+    p.add_argument("--controlnet", default=env("SVD_CONTROLNET"), help="ControlNet id or folder")
+    p.add_argument("--output-dir", default=env("SVD_OUTPUT_DIR", "outputs"))
+    p.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--root-path", default=env("GRADIO_ROOT_PATH"), help="behind a proxy")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    backend = get_backend(
+        args.backend, model=args.model, controlnet=args.controlnet, output_dir=args.output_dir
+    )
+    if hasattr(backend, "load"):  # warm the model while the page comes up
+        threading.Thread(target=_preload, args=(backend,), daemon=True).start()
+    out_dir = Path(args.output_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(backend)
+    app.queue(max_size=64)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        root_path=args.root_path,
+        allowed_paths=[str(out_dir)],
+        show_error=True,
+    )
+
+
+def _preload(backend) -> None:
+    try:
+        backend.load()
+    except Exception as e:  # shown again, clearly, by the first generation
+        print(f"model not loaded: {e}")

@@ -1,0 +1,31 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+SMALL = {"width": 192, "height": 128, "num_frames": 6, "steps": 3}
+
+
+def make_picture(width: int = 320, height: int = 200) -> Image.Image:
+    """A smooth, asymmetric test picture: gradients and a dark square in one corner."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([x / width, y / height, 1 - x / width], axis=-1) * 255
+    rgb[: height // 4, : width // 4] = 20
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+@pytest.fixture
+def picture_path(tmp_path):
+    path = tmp_path / "picture.png"
+    make_picture().save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_backend(tmp_path_factory):
+    from svd.backends.local import LocalBackend
+
+    return LocalBackend(model="tiny", output_dir=tmp_path_factory.mktemp("outputs"))
