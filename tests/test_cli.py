@@ -1,0 +1,59 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from svd.media import read_video
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def svd_cli(*args, stdin=None, env=None, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "svd", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env={**os.environ, "SVD_MODEL": "tiny", "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=240,
+    )
+
+
+def test_generate_prints_the_output_json_last(picture_path, tmp_path):
+    r = svd_cli(
+        "generate", "--image-url", picture_path, "--steps", "2", "--num-frames", "4",
+        "--seed", "11", "--out-dir", str(tmp_path),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["seed"] == 11 and out["image"]["content_type"] == "video/mp4"
+    frames, fps = read_video(urlparse(out["image"]["url"]).path)
+    assert frames.shape == (4, 128, 256, 3) and fps == 7
+    assert "2/2" in r.stderr  # the progress bar
+    assert (tmp_path / out["image"]["file_name"]).with_suffix(".json").exists()
+
+
+def test_json_body_from_stdin_with_flags_on_top(picture_path, tmp_path):
+    body = {"image_url": picture_path, "steps": 1, "seed": 3, "num_frames": 2, "extra": 1}
+    r = svd_cli(
+        "generate", "--json", "-", "--seed", "4", "--out-dir", str(tmp_path),
+        stdin=json.dumps(body),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["seed"] == 4
+
+
+def test_bad_input_exits_non_zero_naming_the_field(picture_path, tmp_path):
+    r = svd_cli("generate", "--image-url", picture_path, "--motion-bucket-id", "300")
+    assert r.returncode == 2
+    assert "motion_bucket_id" in r.stderr and "255" in r.stderr
+    r = svd_cli("generate", "--json", "-", stdin="{not json")
+    assert r.returncode == 2 and "json" in r.stderr
+    r = svd_cli("generate", "--image-url", str(tmp_path / "missing.png"), "--out-dir", str(tmp_path))
+    assert r.returncode == 2 and "image_url" in r.stderr and "no such file" in r.stderr
+    r = svd_cli("generate", "--steps", "many")
+    assert r.returncode == 2 and "steps" in r.stderr
+    assert not list(tmp_path.glob("*.mp4"))

@@ -1,0 +1,144 @@
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import torch
+
+from svd.backends import Queued, Stage, Step, get_backend
+from svd.backends.local import LocalBackend
+from svd.backends.tiny import build_tiny_pipeline
+from svd.errors import BackendError, InputError
+from svd.media import read_video
+from svd.schema import SVDInput
+
+from .conftest import SMALL
+
+
+def run(backend, picture_path, events=None, **fields):
+    inp = SVDInput(image_url=picture_path, **{**SMALL, **fields})
+    out = backend.generate(inp, events.append if events is not None else None)
+    return out, read_video(urlparse(out.image.url).path)[0]
+
+
+def test_video_has_the_asked_frames_and_size(tiny_backend, picture_path):
+    out, frames = run(tiny_backend, picture_path, seed=1)
+    assert frames.shape == (6, 128, 192, 3)
+    assert out.image.content_type == "video/mp4"
+    path = Path(urlparse(out.image.url).path)
+    assert out.image.file_name == path.name and out.image.file_size == path.stat().st_size
+    assert frames.std() > 1  # not a blank video
+
+
+def test_same_seed_same_video_and_other_seed_other_video(tiny_backend, picture_path):
+    a = run(tiny_backend, picture_path, seed=42)[1]
+    b = run(tiny_backend, picture_path, seed=42)[1]
+    c = run(tiny_backend, picture_path, seed=43)[1]
+    assert np.array_equal(a, b)
+    assert np.abs(a.astype(int) - c.astype(int)).mean() > 1
+
+
+def test_seed_is_echoed_or_drawn(tiny_backend, picture_path):
+    assert run(tiny_backend, picture_path, seed=2**64 - 1)[0].seed == 2**64 - 1
+    drawn = {run(tiny_backend, picture_path, steps=1)[0].seed for _ in range(2)}
+    assert len(drawn) == 2 and all(isinstance(s, int) for s in drawn)
+
+
+def test_drawn_seed_reproduces_the_video(tiny_backend, picture_path):
+    out, first = run(tiny_backend, picture_path, steps=2)
+    assert np.array_equal(first, run(tiny_backend, picture_path, steps=2, seed=out.seed)[1])
+
+
+def test_fal_fields_reach_the_model(tiny_backend, picture_path):
+    base = run(tiny_backend, picture_path, seed=5)[1].astype(int)
+    for change in ({"motion_bucket_id": 10}, {"cond_aug": 1.0}, {"steps": 4}):
+        other = run(tiny_backend, picture_path, seed=5, **change)[1].astype(int)
+        assert np.abs(base - other).mean() > 0.5, change
+
+
+def test_record_is_kept_beside_the_video(tiny_backend, picture_path):
+    out, _ = run(tiny_backend, picture_path, seed=9, motion_bucket_id=80)
+    video = Path(urlparse(out.image.url).path)
+    record = json.loads(video.with_suffix(".json").read_text())
+    assert record["seed"] == 9 and record["backend"] == "local" and record["model"] == "tiny"
+    assert record["input"]["motion_bucket_id"] == 80 and record["input"]["image_url"]
+    assert record["output"]["file_name"] == video.name
+    assert record["num_frames"] == 6 and (record["width"], record["height"]) == (192, 128)
+    assert record["timings"]["total_s"] >= record["timings"]["generate_s"] > 0
+    assert video.with_name(video.stem + ".input.png").exists()
+    assert tiny_backend.store.list()[0]["id"] == record["id"]
+
+
+def test_events_in_order(tiny_backend, picture_path):
+    events = []
+    run(tiny_backend, picture_path, events, steps=3)
+    steps = [e for e in events if isinstance(e, Step)]
+    assert [(s.index, s.total) for s in steps] == [(1, 3), (2, 3), (3, 3)]
+    stages = [e.name for e in events if isinstance(e, Stage)]
+    assert stages[0] == "loading inputs" and stages[-1] == "writing video"
+    assert stages.index("denoising") < stages.index("decoding")
+
+
+def test_defaults_follow_the_model(tiny_backend, picture_path):
+    out = tiny_backend.generate(SVDInput(image_url=picture_path, steps=1, seed=0))
+    frames = read_video(urlparse(out.image.url).path)[0]
+    assert frames.shape == (14, 128, 256, 3)  # tiny's own size and frame count
+
+
+def test_an_event_handler_can_stop_a_run(tiny_backend, picture_path):
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(event):
+        if isinstance(event, Step) and event.index == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        tiny_backend.generate(SVDInput(image_url=picture_path, **SMALL), stop_at_two)
+    assert run(tiny_backend, picture_path, seed=1)[1].shape[0] == 6  # still serving
+
+
+def test_a_waiting_run_is_told_its_place(tiny_backend, picture_path):
+    import threading
+
+    events = []
+    tiny_backend._run_lock.acquire()
+    worker = threading.Thread(target=run, args=(tiny_backend, picture_path, events))
+    worker.start()
+    while not any(isinstance(e, Queued) for e in events):
+        worker.join(0.05)
+    tiny_backend._run_lock.release()
+    worker.join()
+    assert Queued(0) in events and isinstance(events[-1], Stage)
+
+
+def test_bad_image_is_an_input_error(tiny_backend, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="image_url"):
+        tiny_backend.generate(SVDInput(image_url=str(bad), **SMALL))
+
+
+def test_injected_pipe_is_used_as_it_is(tmp_path, picture_path):
+    pipe = build_tiny_pipeline(seed=1)
+    backend = LocalBackend(pipe=pipe, output_dir=tmp_path)
+    assert backend.load() is pipe and backend.device == "cpu" and backend.dtype == torch.float32
+    frames = run(backend, picture_path, seed=3)[1]
+    assert frames.shape == (6, 128, 192, 3)
+
+
+def test_an_explicit_model_that_cannot_load_is_a_clear_error(tmp_path, picture_path):
+    backend = LocalBackend(model=str(tmp_path / "no-such-model"), output_dir=tmp_path)
+    with pytest.raises(BackendError, match="could not load the model"):
+        backend.generate(SVDInput(image_url=picture_path, **SMALL))
+
+
+def test_default_model_falls_back_to_tiny_and_says_so(tmp_path, picture_path, monkeypatch):
+    monkeypatch.delenv("SVD_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("svd.backends.local.DEFAULT_MODEL", str(tmp_path / "not-cached"))
+    backend = get_backend("local", output_dir=tmp_path)
+    out, frames = run(backend, picture_path, seed=1)
+    assert backend.model == "tiny" and "could not be loaded" in backend.notice
+    assert frames.shape[0] == 6 and out.seed == 1
