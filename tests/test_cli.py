@@ -52,7 +52,8 @@ def test_bad_input_exits_non_zero_naming_the_field(picture_path, tmp_path):
     assert "motion_bucket_id" in r.stderr and "255" in r.stderr
     r = svd_cli("generate", "--json", "-", stdin="{not json")
     assert r.returncode == 2 and "json" in r.stderr
-    r = svd_cli("generate", "--image-url", str(tmp_path / "missing.png"), "--out-dir", str(tmp_path))
+    missing = str(tmp_path / "missing.png")
+    r = svd_cli("generate", "--image-url", missing, "--out-dir", str(tmp_path))
     assert r.returncode == 2 and "image_url" in r.stderr and "no such file" in r.stderr
     r = svd_cli("generate", "--steps", "many")
     assert r.returncode == 2 and "steps" in r.stderr

@@ -142,3 +142,11 @@ def test_default_model_falls_back_to_tiny_and_says_so(tmp_path, picture_path, mo
     out, frames = run(backend, picture_path, seed=1)
     assert backend.model == "tiny" and "could not be loaded" in backend.notice
     assert frames.shape[0] == 6 and out.seed == 1
+
+
+def test_control_maps_are_refused_clearly(tiny_backend, picture_path):
+    with pytest.raises(InputError) as e:
+        tiny_backend.generate(
+            SVDInput(image_url=picture_path, control_maps_data_url="maps.zip", **SMALL)
+        )
+    assert e.value.field == "control_maps_data_url"

@@ -13,7 +13,8 @@ from diffusers import StableVideoDiffusionPipeline
 
 from svd.backends.base import EventHandler, Queued, Stage, Step, emit
 from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_pipeline
-from svd.errors import BackendError
+from svd.errors import BackendError, InputError
+from svd.mask import MotionMask, load_motion_mask, mask_image
 from svd.media import fit_image, load_image, write_mp4
 from svd.outputs import OutputStore
 from svd.schema import SVDInput, SVDOutput
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 DEFAULT_SIZE = (1024, 576)  # width, height the SVD models were trained at
+MASK_SEED_OFFSET = 0x9E3779B9  # the mask's noise must not repeat the pipeline's
 
 
 def pick_device() -> str:
@@ -121,6 +123,8 @@ class LocalBackend:
     def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
         """Generate a video for `inp`, keep it in the output folder, and describe it."""
         t0 = time.perf_counter()
+        if inp.control_maps_data_url:
+            raise InputError("control_maps_data_url", "depth control maps are not supported yet")
         emit(on_event, Stage("loading inputs"))
         image = load_image(inp.image_url, "image_url")
         seed = inp.seed if inp.seed is not None else random_seed()
@@ -130,9 +134,21 @@ class LocalBackend:
         width, height = self._size(inp)
         image = fit_image(image, width, height)
         num_frames = inp.num_frames or pipe.unet.config.num_frames or TINY_FRAMES
+        moves = None
+        if inp.mask_image_url:
+            moves = load_motion_mask(inp.mask_image_url, width, height)
+        mask = None  # everything moves: exactly a run without a mask
+        if moves is not None and moves.min() < 1.0:
+            mask = MotionMask(moves, image, (seed + MASK_SEED_OFFSET) % 2**64)
         t_inputs = time.perf_counter()
 
         def on_step_end(pipeline, i, t, kwargs):
+            if mask is not None:
+                latents = kwargs["latents"]
+                if i == 0:
+                    mask.prepare(pipeline, tuple(latents.shape))
+                sigma = float(pipeline.scheduler.sigmas[i + 1])
+                kwargs["latents"] = mask.blend_latents(latents, sigma)
             emit(on_event, Step(i + 1, inp.steps))
             if i + 1 == inp.steps:
                 emit(on_event, Stage("decoding"))
@@ -160,12 +176,16 @@ class LocalBackend:
             self._run_lock.release()
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
+        if mask is not None:
+            frames = mask.composite(frames)
         t_run = time.perf_counter()
 
         emit(on_event, Stage("writing video"))
         run_id = self.store.new_id()
         video = write_mp4(frames, inp.fps, self.store.video_path(run_id))
         self.store.save_image(run_id, "input", image)
+        if moves is not None:
+            self.store.save_image(run_id, "mask", mask_image(moves))
         t_end = time.perf_counter()
         file = self.store.record(
             run_id,
