@@ -33,6 +33,23 @@ def mask_image(moves: np.ndarray) -> Image.Image:
     return Image.fromarray(((1.0 - moves) * 255.0).round().astype(np.uint8), "L")
 
 
+def strokes_to_mask(layers: list[np.ndarray] | None) -> Image.Image | None:
+    """Painted strokes (RGBA layers) as fal's mask: painted = black = moves, the rest white.
+
+    None when nothing is painted.
+    """
+    painted = None
+    for layer in layers or []:
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[2] != 4:
+            continue
+        hit = layer[:, :, 3] > 0
+        painted = hit if painted is None or painted.shape != hit.shape else painted | hit
+    if painted is None or not painted.any():
+        return None
+    return Image.fromarray(np.where(painted, 0, 255).astype(np.uint8), "L")
+
+
 def feather(weights: np.ndarray, sigma: float) -> np.ndarray:
     """Soften the edge of a 0-1 map so the still and moving regions meet without a seam."""
     if sigma <= 0 or weights.min() == weights.max():

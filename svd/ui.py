@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import threading
+import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -12,6 +14,7 @@ import gradio as gr
 
 from svd.backends import Backend, Event, Queued, Stage, Step, get_backend
 from svd.errors import BackendError, InputError
+from svd.mask import strokes_to_mask
 from svd.schema import SVDInput, parse_input
 
 TITLE = "SVD Studio"
@@ -57,14 +60,40 @@ def local_path(url: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else url
 
 
+def painter_background(image: str | None) -> dict | None:
+    """Show the uploaded picture under the mask painter, with no strokes yet."""
+    if not image:
+        return None
+    return {"background": image, "layers": [], "composite": image}
+
+
 def build_app(backend: Backend) -> gr.Blocks:
     """The page for `backend`; its API endpoint is `generate`."""
+    mask_dir = Path(tempfile.mkdtemp(prefix="svd-masks-"))
 
-    def generate(image, motion_bucket_id, cond_aug, seed, steps, progress=gr.Progress()):
+    def mask_path(strokes: dict | None, mask_file: str | None) -> str | None:
+        """The mask to send: an uploaded mask file, else the painted strokes, else none."""
+        if mask_file:
+            return mask_file
+        mask = strokes_to_mask((strokes or {}).get("layers"))
+        if mask is None:
+            return None
+        path = mask_dir / f"{uuid.uuid4().hex}.png"
+        mask.save(path)
+        return str(path)
+
+    def preview(strokes, mask_file):
+        path = mask_path(strokes, mask_file)
+        return gr.update(value=path, visible=path is not None)
+
+    def generate(
+        image, strokes, mask_file, motion_bucket_id, cond_aug, seed, steps, progress=gr.Progress()
+    ):
         if not image:
             raise gr.Error("image_url: upload an image first")
         body = {
             "image_url": image,
+            "mask_image_url": mask_path(strokes, mask_file),
             "motion_bucket_id": int(motion_bucket_id),
             "cond_aug": float(cond_aug),
             "steps": int(steps),
@@ -86,6 +115,28 @@ def build_app(backend: Backend) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Image", type="filepath", elem_id="image")
+                with gr.Accordion("Motion mask (optional): paint what moves", open=False):
+                    strokes = gr.ImageMask(
+                        label="Paint the parts that move; the rest stays still",
+                        type="numpy",
+                        format="png",
+                        sources=(),
+                        brush=gr.Brush(colors=[("#ff2d55", 0.6)], color_mode="fixed"),
+                        elem_id="mask",
+                    )
+                    with gr.Row():
+                        mask_file = gr.Image(
+                            label="...or upload a mask (black moves, white stays still)",
+                            type="filepath",
+                            image_mode="RGBA",
+                            elem_id="mask-file",
+                        )
+                        mask_preview = gr.Image(
+                            label="Mask to be sent",
+                            interactive=False,
+                            visible=False,
+                            elem_id="mask-preview",
+                        )
                 motion = gr.Slider(
                     mb_lo, mb_hi, value=FIELD["motion_bucket_id"].default, step=1,
                     label="Motion bucket id", info="More motion the higher it is.",
@@ -113,9 +164,17 @@ def build_app(backend: Backend) -> gr.Blocks:
                 seed_used = gr.Number(
                     label="Seed used", precision=0, interactive=False, elem_id="seed-used"
                 )
+        image.change(painter_background, inputs=image, outputs=strokes, api_name=False)
+        for source in (strokes, mask_file):
+            source.change(
+                preview,
+                inputs=[strokes, mask_file],
+                outputs=mask_preview,
+                api_name=False,
+            )
         button.click(
             generate,
-            inputs=[image, motion, cond_aug, seed, steps],
+            inputs=[image, strokes, mask_file, motion, cond_aug, seed, steps],
             outputs=[video, seed_used, status],
             api_name="generate",
             concurrency_limit=1,

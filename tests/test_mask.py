@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from svd.errors import InputError
-from svd.mask import load_motion_mask, mask_image
+from svd.mask import load_motion_mask, mask_image, strokes_to_mask
 from svd.media import read_video
 from svd.schema import SVDInput
 
@@ -107,3 +107,17 @@ def test_mask_image_round_trip():
     buf = io.BytesIO()
     mask_image(moves).save(buf, "PNG")
     assert np.asarray(Image.open(buf)).tolist() == [[0, 255], [128, 191]]
+
+
+def test_painted_strokes_become_black_on_white():
+    layer = np.zeros((4, 6, 4), np.uint8)
+    layer[1:3, 2:4] = (255, 45, 85, 153)  # a translucent stroke
+    other = np.zeros((4, 6, 4), np.uint8)
+    other[0, 0, 3] = 255
+    mask = np.asarray(strokes_to_mask([layer, other]))
+    expected = np.full((4, 6), 255, np.uint8)
+    expected[1:3, 2:4] = 0
+    expected[0, 0] = 0
+    assert np.array_equal(mask, expected)
+    assert strokes_to_mask([np.zeros((4, 6, 4), np.uint8)]) is None
+    assert strokes_to_mask(None) is None

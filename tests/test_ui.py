@@ -1,9 +1,15 @@
+import json
+
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from PIL import Image
 
 from svd.media import read_video
 
 from .live import start_app, stop_app
+
+DEFAULTS = {"strokes": None, "mask_file": None, "motion_bucket_id": 127, "cond_aug": 0.02}
 
 
 @pytest.fixture(scope="module")
@@ -15,45 +21,70 @@ def app_url(tmp_path_factory):
     stop_app(proc)
 
 
+def generate(url, **fields):
+    return Client(url, verbose=False).predict(**{**DEFAULTS, **fields}, api_name="/generate")
+
+
+def video_frames(video):
+    return read_video(video["video"] if isinstance(video, dict) else video)[0]
+
+
+def newest_record(out):
+    return json.loads(sorted(out.glob("*.json"))[-1].read_text())
+
+
 def test_page_generates_a_video(app_url, picture_path):
     url, out = app_url
-    client = Client(url, verbose=False)
-    video, seed, status = client.predict(
-        image=handle_file(picture_path),
-        motion_bucket_id=90,
-        cond_aug=0.1,
-        seed=1234,
-        steps=2,
-        api_name="/generate",
+    before = len(list(out.glob("*.mp4")))
+    video, seed, status = generate(
+        url, image=handle_file(picture_path), motion_bucket_id=90, cond_aug=0.1, seed=1234, steps=2
     )
     assert seed == 1234
-    frames = read_video(video["video"] if isinstance(video, dict) else video)[0]
-    assert frames.shape == (14, 128, 256, 3)
+    assert video_frames(video).shape == (14, 128, 256, 3)
     assert "tiny" in status
-    assert len(list(out.glob("*.mp4"))) == 1 and len(list(out.glob("*.json"))) == 1
+    assert len(list(out.glob("*.mp4"))) == before + 1
+    record = newest_record(out)
+    assert record["seed"] == 1234 and record["input"]["motion_bucket_id"] == 90
+    assert record["input"]["mask_image_url"] is None
 
 
 def test_empty_seed_is_drawn(app_url, picture_path):
-    client = Client(app_url[0], verbose=False)
-    _, seed, _ = client.predict(
-        image=handle_file(picture_path),
-        motion_bucket_id=127,
-        cond_aug=0.02,
-        seed=None,
-        steps=1,
-        api_name="/generate",
-    )
+    _, seed, _ = generate(app_url[0], image=handle_file(picture_path), seed=None, steps=1)
     assert isinstance(seed, int)
 
 
 def test_errors_name_the_field_and_the_app_keeps_serving(app_url, picture_path):
-    client = Client(app_url[0], verbose=False)
     with pytest.raises(Exception, match="image_url: upload an image"):
-        client.predict(
-            image=None, motion_bucket_id=127, cond_aug=0.02, seed=1, steps=1, api_name="/generate"
-        )
-    _, seed, _ = client.predict(
-        image=handle_file(picture_path), motion_bucket_id=127, cond_aug=0.02, seed=2, steps=1,
-        api_name="/generate",
-    )  # fmt: skip
+        generate(app_url[0], image=None, seed=1, steps=1)
+    _, seed, _ = generate(app_url[0], image=handle_file(picture_path), seed=2, steps=1)
     assert seed == 2
+
+
+@pytest.mark.parametrize("how", ["strokes", "file"])
+def test_mask_from_strokes_or_file(app_url, picture_path, tmp_path, how):
+    url, out = app_url
+    w, h = Image.open(picture_path).size
+    if how == "strokes":  # a layer painted over the left half, as the painter sends it
+        layer = np.zeros((h, w, 4), np.uint8)
+        layer[:, : w // 2] = (255, 45, 85, 153)
+        Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+        fields = {
+            "strokes": {
+                "background": handle_file(picture_path),
+                "layers": [handle_file(str(tmp_path / "layer.png"))],
+                "composite": None,
+                "id": None,
+            }
+        }
+    else:
+        mask = np.full((h, w), 255, np.uint8)
+        mask[:, : w // 2] = 0
+        Image.fromarray(mask).save(tmp_path / "mask.png")
+        fields = {"mask_file": handle_file(str(tmp_path / "mask.png"))}
+    video, _, _ = generate(url, image=handle_file(picture_path), seed=3, steps=2, **fields)
+    record = newest_record(out)
+    kept = np.asarray(Image.open(out / f"{record['id']}.mask.png"))
+    assert kept.shape == (128, 256)
+    assert kept[:, :120].max() == 0 and kept[:, 136:].min() == 255  # painted = black = moves
+    spread = video_frames(video).astype(float).std(axis=0).mean(axis=-1)
+    assert spread[:, 144:].mean() <= 0.05 * spread[:, :112].mean()
