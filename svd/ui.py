@@ -60,6 +60,16 @@ def local_path(url: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else url
 
 
+def parse_seed(text: str | int | None) -> int | None:
+    """The seed box: empty means random; anything else must be a whole number."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise InputError("seed", f"expected a whole number, got {text!r}") from None
+
+
 def painter_background(image: str | None) -> dict | None:
     """Show the uploaded picture under the mask painter, with no strokes yet."""
     if not image:
@@ -98,13 +108,12 @@ def build_app(backend: Backend) -> gr.Blocks:
             "cond_aug": float(cond_aug),
             "steps": int(steps),
         }
-        if seed is not None and str(seed).strip() != "":
-            body["seed"] = int(seed)
         try:
+            body["seed"] = parse_seed(seed)
             out = backend.generate(parse_input(body), progress_reporter(progress))
         except (InputError, BackendError) as e:
             raise gr.Error(str(e)) from None
-        return local_path(out.image.url), out.seed, status_text(backend)
+        return local_path(out.image.url), str(out.seed), status_text(backend)
 
     mb_lo, mb_hi = _limits("motion_bucket_id")
     ca_lo, ca_hi = _limits("cond_aug")
@@ -153,16 +162,17 @@ def build_app(backend: Backend) -> gr.Blocks:
                     label="Steps", info="Denoising steps: more is slower and finer.",
                     elem_id="steps",
                 )  # fmt: skip
-                seed = gr.Number(
-                    label="Seed", info="Empty for a random one.", precision=0, elem_id="seed"
-                )
+                seed = gr.Textbox(
+                    label="Seed", info="Empty for a random one.", placeholder="random",
+                    elem_id="seed",
+                )  # fmt: skip
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(
                     label="Video", autoplay=True, loop=True, interactive=False, elem_id="video"
                 )
-                seed_used = gr.Number(
-                    label="Seed used", precision=0, interactive=False, elem_id="seed-used"
+                seed_used = gr.Textbox(
+                    label="Seed used", interactive=False, buttons=["copy"], elem_id="seed-used"
                 )
         image.change(painter_background, inputs=image, outputs=strokes, api_name=False)
         for source in (strokes, mask_file):
