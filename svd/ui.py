@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import os
 import tempfile
 import threading
-import uuid
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -88,8 +89,10 @@ def build_app(backend: Backend) -> gr.Blocks:
         mask = strokes_to_mask((strokes or {}).get("layers"))
         if mask is None:
             return None
-        path = mask_dir / f"{uuid.uuid4().hex}.png"
-        mask.save(path)
+        buf = io.BytesIO()
+        mask.save(buf, "PNG")
+        path = mask_dir / f"{hashlib.sha1(buf.getvalue()).hexdigest()}.png"  # one file per mask
+        path.write_bytes(buf.getvalue())
         return str(path)
 
     def preview(strokes, mask_file):
@@ -175,8 +178,9 @@ def build_app(backend: Backend) -> gr.Blocks:
                     label="Seed used", interactive=False, buttons=["copy"], elem_id="seed-used"
                 )
         image.change(painter_background, inputs=image, outputs=strokes, api_name=False)
-        for source in (strokes, mask_file):
-            source.change(
+        # A stroke fires `input`/`apply`; a new background fires `change`.
+        for event in (strokes.change, strokes.input, strokes.apply, mask_file.change):
+            event(
                 preview,
                 inputs=[strokes, mask_file],
                 outputs=mask_preview,

@@ -1,0 +1,77 @@
+"""The page in a real headless Chromium: upload, paint, generate, watch the video play."""
+
+import os
+import shutil
+
+import pytest
+
+from .live import start_app, stop_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if CHROMIUM is None and not os.environ.get("CI"):
+    pytest.skip("Chromium is not installed (.ci/run installs it)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "outputs"
+    out.mkdir()
+    proc, url = start_app(out)
+    yield url, out
+    stop_app(proc)
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
+    url, out = app_url
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(url)
+    page.locator("#image input[type=file]").set_input_files(picture_path)
+    page.get_by_text("Motion mask (optional)").click()
+    canvas = page.locator("#mask canvas").first
+    canvas.wait_for(state="visible", timeout=20_000)
+    page.wait_for_timeout(1000)  # let the painter take the picture as its background
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5, steps=8)
+    page.mouse.up()
+    page.locator("#mask-preview img").wait_for(state="visible", timeout=20_000)
+    set_slider(page, "steps", 2)
+    page.locator("#seed textarea, #seed input").first.fill("77")
+    page.locator("#generate").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video video');"
+        " return v && v.duration > 0 && !isNaN(v.duration); }",
+        timeout=120_000,
+    )
+    assert page.locator("#seed-used textarea, #seed-used input").first.input_value() == "77"
+    page.screenshot(path=str(tmp_path / "page-1280.png"), full_page=True)
+    assert len(list(out.glob("*.mp4"))) == 1
+    assert len(list(out.glob("*.mask.png"))) == 1  # the stroke was sent as a mask
+    page.close()
