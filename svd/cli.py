@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, field, kind in FIELDS:
         gen.add_argument(flag, dest=field, type=_typed(field, kind), default=None)
     gen.add_argument("--json", dest="json_body", metavar="FILE|-", help="a fal request body")
-    gen.add_argument("--backend", default="auto", choices=["auto", "local"])
+    gen.add_argument("--backend", default="auto", choices=["auto", "local", "fal"])
     gen.add_argument("--model", help="hub id, local folder or 'tiny' (SVD_MODEL)")
     gen.add_argument("--out-dir", help="where videos are kept (SVD_OUTPUT_DIR)")
     return parser

@@ -1,22 +1,28 @@
-"""The Gradio page: an image and fal's four numbers in, a video out."""
+"""The Gradio page: a picture, a mask and fal's four numbers in, a video out."""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import os
 import tempfile
 import threading
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import gradio as gr
 
-from svd.backends import Backend, Event, Queued, Stage, Step, get_backend
+from svd.backends import Backend, get_backend
 from svd.errors import BackendError, InputError
-from svd.mask import strokes_to_mask
 from svd.schema import SVDInput, parse_input
+from svd.session import (
+    Backends,
+    Stopped,
+    StopSwitch,
+    local_path,
+    mask_from_page,
+    parse_seed,
+    progress_reporter,
+    status_text,
+)
 
 TITLE = "SVD Studio"
 FIELD = SVDInput.model_fields
@@ -27,48 +33,11 @@ def _limits(name: str) -> tuple[float, float]:
     return meta["Ge"].ge, meta["Le"].le
 
 
-def status_text(backend: Backend) -> str:
-    """One line on what runs the videos, and any warning the user must see."""
-    if backend.name != "local":
-        return f"Backend: **{backend.name}**"
-    if not backend.loaded:
-        return f"Backend: **local**, model **{backend.model}** on {backend.device} (loading...)"
-    text = f"Backend: **local**, model **{backend.model}** on {backend.device}"
-    if backend.model == "tiny":
-        text += " — a tiny random-weight test model: its videos are noise, not your picture."
-    if backend.notice:
-        text = f"⚠️ {backend.notice}\n\n{text}"
-    return text
-
-
-def progress_reporter(progress: gr.Progress):
-    """An `on_event` handler that moves the page's progress bar."""
-
-    def on_event(event: Event) -> None:
-        if isinstance(event, Step):
-            progress((event.index, event.total), desc=f"step {event.index} of {event.total}")
-        elif isinstance(event, Stage):
-            progress(None, desc=event.name)
-        elif isinstance(event, Queued):
-            progress(None, desc=f"queued, position {event.position}")
-
-    return on_event
-
-
-def local_path(url: str) -> str:
-    """The file behind a file:// URL (what the local backends return)."""
-    parsed = urlparse(url)
-    return unquote(parsed.path) if parsed.scheme == "file" else url
-
-
-def parse_seed(text: str | int | None) -> int | None:
-    """The seed box: empty means random; anything else must be a whole number."""
-    if text is None or str(text).strip() == "":
-        return None
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise InputError("seed", f"expected a whole number, got {text!r}") from None
+def _slider(name: str, label: str, info: str, step: float, elem_id: str) -> gr.Slider:
+    lo, hi = _limits(name)
+    return gr.Slider(
+        lo, hi, value=FIELD[name].default, step=step, label=label, info=info, elem_id=elem_id
+    )
 
 
 def painter_background(image: str | None) -> dict | None:
@@ -78,49 +47,46 @@ def painter_background(image: str | None) -> dict | None:
     return {"background": image, "layers": [], "composite": image}
 
 
-def build_app(backend: Backend) -> gr.Blocks:
-    """The page for `backend`; its API endpoint is `generate`."""
+def build_app(backend: Backend, **options) -> gr.Blocks:
+    """The page; `backend` runs requests unless a session picks the other one.
+
+    `options` (model, output_dir, ...) build that other backend. API endpoint: `generate`.
+    """
+    backends = Backends(backend, **options)
+    stops = StopSwitch()
     mask_dir = Path(tempfile.mkdtemp(prefix="svd-masks-"))
 
-    def mask_path(strokes: dict | None, mask_file: str | None) -> str | None:
-        """The mask to send: an uploaded mask file, else the painted strokes, else none."""
-        if mask_file:
-            return mask_file
-        mask = strokes_to_mask((strokes or {}).get("layers"))
-        if mask is None:
-            return None
-        buf = io.BytesIO()
-        mask.save(buf, "PNG")
-        path = mask_dir / f"{hashlib.sha1(buf.getvalue()).hexdigest()}.png"  # one file per mask
-        path.write_bytes(buf.getvalue())
-        return str(path)
-
     def preview(strokes, mask_file):
-        path = mask_path(strokes, mask_file)
+        path = mask_from_page(strokes, mask_file, mask_dir)
         return gr.update(value=path, visible=path is not None)
 
     def generate(
-        image, strokes, mask_file, motion_bucket_id, cond_aug, seed, steps, progress=gr.Progress()
-    ):
+        image, strokes, mask_file, motion_bucket_id, cond_aug, seed, steps, backend_name,
+        fal_key, request: gr.Request, progress=gr.Progress(),
+    ):  # fmt: skip
         if not image:
             raise gr.Error("image_url: upload an image first")
-        body = {
-            "image_url": image,
-            "mask_image_url": mask_path(strokes, mask_file),
-            "motion_bucket_id": int(motion_bucket_id),
-            "cond_aug": float(cond_aug),
-            "steps": int(steps),
-        }
+        stop = stops.arm(request.session_hash if request else "")
         try:
-            body["seed"] = parse_seed(seed)
-            out = backend.generate(parse_input(body), progress_reporter(progress))
+            chosen = backends.pick(backend_name, (fal_key or "").strip() or None)
+            body = {
+                "image_url": image,
+                "mask_image_url": mask_from_page(strokes, mask_file, mask_dir),
+                "motion_bucket_id": int(motion_bucket_id),
+                "cond_aug": float(cond_aug),
+                "steps": int(steps),
+                "seed": parse_seed(seed),
+            }
+            out = chosen.generate(parse_input(body), progress_reporter(progress, stop))
         except (InputError, BackendError) as e:
             raise gr.Error(str(e)) from None
-        return local_path(out.image.url), str(out.seed), status_text(backend)
+        except Stopped:
+            raise gr.Error("Stopped.", title="Stopped") from None
+        return local_path(out.image.url), str(out.seed), status_text(chosen)
 
-    mb_lo, mb_hi = _limits("motion_bucket_id")
-    ca_lo, ca_hi = _limits("cond_aug")
-    st_lo, st_hi = _limits("steps")
+    def stop(request: gr.Request):
+        stops.stop(request.session_hash if request else "")
+
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\nAnimate a picture with Stable Video Diffusion.")
         status = gr.Markdown(status_text(backend), elem_id="status")
@@ -149,27 +115,35 @@ def build_app(backend: Backend) -> gr.Blocks:
                             visible=False,
                             elem_id="mask-preview",
                         )
-                motion = gr.Slider(
-                    mb_lo, mb_hi, value=FIELD["motion_bucket_id"].default, step=1,
-                    label="Motion bucket id", info="More motion the higher it is.",
-                    elem_id="motion-bucket-id",
+                motion = _slider(
+                    "motion_bucket_id", "Motion bucket id", "More motion the higher it is.", 1,
+                    "motion-bucket-id",
                 )  # fmt: skip
-                cond_aug = gr.Slider(
-                    ca_lo, ca_hi, value=FIELD["cond_aug"].default, step=0.01,
-                    label="Conditioning augmentation",
-                    info="Noise added to the picture: more motion, less likeness.",
-                    elem_id="cond-aug",
+                cond_aug = _slider(
+                    "cond_aug", "Conditioning augmentation",
+                    "Noise added to the picture: more motion, less likeness.", 0.01, "cond-aug",
                 )  # fmt: skip
-                steps = gr.Slider(
-                    st_lo, st_hi, value=FIELD["steps"].default, step=1,
-                    label="Steps", info="Denoising steps: more is slower and finer.",
-                    elem_id="steps",
-                )  # fmt: skip
+                steps = _slider(
+                    "steps", "Steps", "Denoising steps: more is slower and finer.", 1, "steps"
+                )
                 seed = gr.Textbox(
                     label="Seed", info="Empty for a random one.", placeholder="random",
                     elem_id="seed",
                 )  # fmt: skip
-                button = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Accordion("Backend", open=False):
+                    backend_name = gr.Radio(
+                        ["local", "fal"], value=backend.name, label="Run on",
+                        info="local: this machine's GPU; fal: fal.ai with your key.",
+                        elem_id="backend",
+                    )  # fmt: skip
+                    fal_key = gr.Textbox(
+                        label="fal key", type="password", placeholder="FAL_KEY if empty",
+                        info="Used for your requests only; never stored or logged.",
+                        elem_id="fal-key",
+                    )  # fmt: skip
+                with gr.Row():
+                    button = gr.Button("Generate", variant="primary", elem_id="generate")
+                    stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             with gr.Column():
                 video = gr.Video(
                     label="Video", autoplay=True, loop=True, interactive=False, elem_id="video"
@@ -180,19 +154,17 @@ def build_app(backend: Backend) -> gr.Blocks:
         image.change(painter_background, inputs=image, outputs=strokes, api_name=False)
         # A stroke fires `input`/`apply`; a new background fires `change`.
         for event in (strokes.change, strokes.input, strokes.apply, mask_file.change):
-            event(
-                preview,
-                inputs=[strokes, mask_file],
-                outputs=mask_preview,
-                api_name=False,
-            )
+            event(preview, inputs=[strokes, mask_file], outputs=mask_preview, api_name=False)
         button.click(
             generate,
-            inputs=[image, strokes, mask_file, motion, cond_aug, seed, steps],
+            inputs=[
+                image, strokes, mask_file, motion, cond_aug, seed, steps, backend_name, fal_key
+            ],
             outputs=[video, seed_used, status],
             api_name="generate",
             concurrency_limit=1,
-        )
+        )  # fmt: skip
+        stop_button.click(stop, api_name="stop", concurrency_limit=None, queue=False)
         app.load(lambda: status_text(backend), outputs=status, api_name=False)
     return app
 
@@ -200,7 +172,9 @@ def build_app(backend: Backend) -> gr.Blocks:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description="Serve the SVD Studio page.")
-    p.add_argument("--backend", default=env("SVD_BACKEND", "auto"), choices=["auto", "local"])
+    p.add_argument(
+        "--backend", default=env("SVD_BACKEND", "auto"), choices=["auto", "local", "fal"]
+    )
     p.add_argument("--model", default=env("SVD_MODEL"), help="hub id, local folder or 'tiny'")
     p.add_argument("--controlnet", default=env("SVD_CONTROLNET"), help="ControlNet id or folder")
     p.add_argument("--output-dir", default=env("SVD_OUTPUT_DIR", "outputs"))
@@ -212,14 +186,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    backend = get_backend(
-        args.backend, model=args.model, controlnet=args.controlnet, output_dir=args.output_dir
-    )
-    if hasattr(backend, "load"):  # warm the model while the page comes up
+    options = {"model": args.model, "controlnet": args.controlnet, "output_dir": args.output_dir}
+    backend = get_backend(args.backend, **options)
+    if backend.name == "local":  # warm the model while the page comes up
         threading.Thread(target=_preload, args=(backend,), daemon=True).start()
     out_dir = Path(args.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(backend)
+    app = build_app(backend, **options)
     app.queue(max_size=64)
     app.launch(
         server_name=args.host,

@@ -9,7 +9,14 @@ from svd.media import read_video
 
 from .live import start_app, stop_app
 
-DEFAULTS = {"strokes": None, "mask_file": None, "motion_bucket_id": 127, "cond_aug": 0.02}
+DEFAULTS = {
+    "strokes": None,
+    "mask_file": None,
+    "motion_bucket_id": 127,
+    "cond_aug": 0.02,
+    "backend_name": "local",
+    "fal_key": "",
+}
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +98,24 @@ def test_mask_from_strokes_or_file(app_url, picture_path, tmp_path, how):
     assert kept[:, :120].max() == 0 and kept[:, 136:].min() == 255  # painted = black = moves
     spread = video_frames(video).astype(float).std(axis=0).mean(axis=-1)
     assert spread[:, 144:].mean() <= 0.05 * spread[:, :112].mean()
+
+
+def test_stop_ends_a_run_and_the_next_one_works(app_url, picture_path):
+    import time
+
+    url, out = app_url
+    client = Client(url, verbose=False)
+    before = len(list(out.glob("*.mp4")))
+    job = client.submit(
+        **{**DEFAULTS, "image": handle_file(picture_path), "seed": "1", "steps": 100},
+        api_name="/generate",
+    )
+    deadline = time.monotonic() + 60
+    while not (job.status().progress_data or []) and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until the steps are running
+    client.predict(api_name="/stop")
+    with pytest.raises(Exception, match="Stopped"):
+        job.result(timeout=120)
+    assert len(list(out.glob("*.mp4"))) == before  # nothing half-made is kept
+    _, seed, _ = generate(url, image=handle_file(picture_path), seed="5", steps=1)
+    assert seed == "5"

@@ -8,15 +8,34 @@ from svd.backends.base import Backend, Event, EventHandler, Log, Queued, Stage, 
 
 __all__ = ["Backend", "Event", "EventHandler", "Log", "Queued", "Stage", "Step", "get_backend"]
 
-NAMES = ("auto", "local")
+NAMES = ("auto", "local", "fal")
+OPTIONS = {
+    "local": {"model", "controlnet", "device", "dtype", "pipe", "output_dir"},
+    "fal": {"key", "endpoint", "output_dir", "timeout", "poll_interval"},
+}
+
+
+def resolve_name(name: str = "auto") -> str:
+    """ "auto" becomes `SVD_BACKEND`, else fal when a fal key is set, else local."""
+    if name == "auto":
+        name = os.environ.get("SVD_BACKEND") or "auto"
+    if name == "auto":
+        from svd.backends.fal import fal_key_from_env
+
+        name = "fal" if fal_key_from_env() else "local"
+    if name not in OPTIONS:
+        raise ValueError(f"backend: unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+    return name
 
 
 def get_backend(name: str = "auto", **options) -> Backend:
-    """A backend by name: "local", or "auto" (`SVD_BACKEND`, else local)."""
-    if name == "auto":
-        name = os.environ.get("SVD_BACKEND") or "auto"
-    if name in ("auto", "local"):
-        from svd.backends.local import LocalBackend
+    """A backend by name ("auto", "local" or "fal"); options it does not take are dropped."""
+    name = resolve_name(name)
+    kwargs = {k: v for k, v in options.items() if k in OPTIONS[name] and v is not None}
+    if name == "fal":
+        from svd.backends.fal import FalBackend
 
-        return LocalBackend(**options)
-    raise ValueError(f"backend: unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+        return FalBackend(**kwargs)
+    from svd.backends.local import LocalBackend
+
+    return LocalBackend(**kwargs)

@@ -1,0 +1,230 @@
+"""The fal backend: the same request, run on fal.ai through the official fal-client."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlparse
+
+import httpx
+
+from svd.backends.base import EventHandler, Log, Queued, Stage, emit
+from svd.errors import BackendError, InputError
+from svd.fetch import read_url
+from svd.outputs import OutputStore
+from svd.schema import SVDInput, SVDOutput
+
+DEFAULT_ENDPOINT = "fal-ai/svd"
+URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url")
+SNIFF = [  # leading bytes -> content type, for uploads whose name says nothing
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "image/webp"),
+    (b"BM", "image/bmp"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"),
+]
+
+
+def fal_key_from_env() -> str | None:
+    """FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET joined as fal-client does."""
+    if key := os.environ.get("FAL_KEY"):
+        return key
+    key_id, secret = os.environ.get("FAL_KEY_ID"), os.environ.get("FAL_KEY_SECRET")
+    return f"{key_id}:{secret}" if key_id and secret else None
+
+
+def _point_storage_hosts() -> None:
+    """fal-client keeps its storage hosts in constants; these variables move them."""
+    import fal_client.client as fal_http
+
+    if url := os.environ.get("SVD_FAL_REST_URL"):
+        fal_http.REST_URL = url.rstrip("/")
+    if url := os.environ.get("SVD_FAL_CDN_URL"):
+        fal_http.CDN_URL = url.rstrip("/")
+
+
+def content_type_of(data: bytes, name: str | None = None) -> str:
+    """A content type for an upload, from its name, else from its first bytes."""
+    if name and (guess := mimetypes.guess_type(name)[0]):
+        return guess
+    for head, kind in SNIFF:
+        if data.startswith(head):
+            return kind
+    if data[257:262] == b"ustar":
+        return "application/x-tar"
+    return "application/octet-stream"
+
+
+class FalBackend:
+    """Runs each request on fal (`SVD_FAL_ENDPOINT`, fal-ai/svd by default)."""
+
+    name = "fal"
+
+    def __init__(
+        self,
+        key: str | None = None,
+        endpoint: str | None = None,
+        output_dir: str | None = None,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+    ):
+        self._key = key  # never logged, never recorded
+        self.endpoint = endpoint or os.environ.get("SVD_FAL_ENDPOINT") or DEFAULT_ENDPOINT
+        self.timeout = timeout or float(os.environ.get("SVD_FAL_TIMEOUT") or 600)
+        self.poll_interval = poll_interval or float(os.environ.get("SVD_FAL_POLL_INTERVAL") or 0.5)
+        self.store = OutputStore(output_dir)
+        self.loaded = True
+        self.model = self.endpoint
+        self.notice = None
+
+    def _client(self):
+        key = self._key or fal_key_from_env()
+        if not key:
+            raise BackendError(
+                "fal needs an API key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), "
+                "or enter one on the page"
+            )
+        import fal_client
+
+        _point_storage_hosts()
+        return fal_client.SyncClient(key=key, default_timeout=min(self.timeout, 120.0))
+
+    def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
+        """Upload local inputs, run the request on fal, and keep the video it returns."""
+        import fal_client
+
+        t0 = time.perf_counter()
+        client = self._client()
+        handle = None
+        try:
+            emit(on_event, Stage("uploading inputs"))
+            arguments = inp.fal_arguments()
+            for field in URL_FIELDS:
+                if arguments.get(field):
+                    arguments[field] = self._remote_url(client, arguments[field], field)
+            emit(on_event, Stage("submitting to fal"))
+            handle = client.submit(self.endpoint, arguments)
+            self._follow(handle, on_event, time.monotonic() + self.timeout)
+            result = handle.get()
+        except fal_client.client.FalClientHTTPError as e:
+            raise self._http_error(e) from None
+        except httpx.HTTPError as e:
+            raise BackendError(f"could not reach fal: {e}") from None
+        except BaseException:
+            if handle is not None:  # stopped by the caller or failed: free fal's worker
+                _cancel_quietly(handle)
+            raise
+        t_remote = time.perf_counter()
+
+        video = result.get("image") or result.get("video")
+        if not isinstance(video, dict) or not video.get("url"):
+            raise BackendError(f"fal returned no video (keys: {', '.join(result) or 'none'})")
+        emit(on_event, Stage("downloading video"))
+        run_id = self.store.new_id()
+        path = self.store.video_path(run_id, _suffix(video))
+        path.write_bytes(self._download(video["url"]))
+        seed = result.get("seed", inp.seed)
+        t_end = time.perf_counter()
+        file = self.store.record(
+            run_id,
+            path,
+            inp,
+            seed,
+            backend=self.name,
+            model=self.endpoint,
+            request_id=handle.request_id,
+            remote_url=video["url"],
+            timings={
+                "remote_s": round(t_remote - t0, 3),
+                "download_s": round(t_end - t_remote, 3),
+                "total_s": round(t_end - t0, 3),
+            },
+        )
+        return SVDOutput(image=file, seed=seed)
+
+    def _follow(self, handle, on_event: EventHandler | None, deadline: float) -> None:
+        """Poll the request until it completes, turning fal's statuses into events."""
+        import fal_client
+
+        logs_seen = 0
+        for status in handle.iter_events(with_logs=True, interval=self.poll_interval):
+            if isinstance(status, fal_client.Queued):
+                emit(on_event, Queued(status.position))
+            elif isinstance(status, fal_client.InProgress | fal_client.Completed):
+                logs = status.logs or []
+                for line in logs[logs_seen:]:
+                    emit(on_event, Log(str(line.get("message", line))))
+                logs_seen = max(logs_seen, len(logs))
+                if isinstance(status, fal_client.Completed) and status.error:
+                    raise BackendError(f"fal: the request failed: {status.error}")
+            if time.monotonic() > deadline:
+                _cancel_quietly(handle)
+                raise BackendError(
+                    f"fal: no result after {self.timeout:g} s (SVD_FAL_TIMEOUT); "
+                    f"request {handle.request_id} was cancelled on fal"
+                )
+
+    def _remote_url(self, client, url: str, field: str) -> str:
+        """http(s) URLs go as they are; files and data: URIs are uploaded to fal first."""
+        if urlparse(url).scheme.lower() in ("http", "https"):
+            return url
+        data = read_url(url, field)
+        name = None
+        if not url.startswith("data:"):
+            name = PurePosixPath(unquote(urlparse(url).path) or url).name
+            kind = content_type_of(data, name)
+        else:
+            kind = url[5:].split(",", 1)[0].split(";", 1)[0] or content_type_of(data)
+        return client.upload(data, kind, name)
+
+    def _download(self, url: str) -> bytes:
+        try:
+            r = httpx.get(url, timeout=self.timeout, follow_redirects=True)
+            r.raise_for_status()
+        except httpx.HTTPError as e:
+            raise BackendError(f"could not download the video from fal: {e}") from None
+        return r.content
+
+    def _http_error(self, e) -> Exception:
+        code = e.status_code
+        if code in (401, 403):
+            return BackendError(f"fal rejected the API key (HTTP {code}); check FAL_KEY")
+        if code == 422:
+            return _validation_error(e.message)
+        return BackendError(f"fal answered HTTP {code}: {_short(e.message)}")
+
+    def close(self) -> None:
+        pass
+
+
+def _validation_error(detail) -> InputError:
+    """fal's 422 `detail` (a list of {loc, msg}) as an InputError naming the field."""
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = [str(p) for p in detail[0].get("loc", []) if p != "body"]
+        field = ".".join(loc) or "input"
+        return InputError(field, f"fal refused it: {detail[0].get('msg', 'invalid')}", detail)
+    return InputError("input", f"fal refused the request: {_short(detail)}")
+
+
+def _cancel_quietly(handle) -> None:
+    try:
+        handle.cancel()
+    except Exception:  # the request may be finished already
+        pass
+
+
+def _suffix(video: dict) -> str:
+    name = video.get("file_name") or PurePosixPath(urlparse(video["url"]).path).name
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix in (".mp4", ".webm", ".gif", ".mov"):
+        return suffix
+    return mimetypes.guess_extension(video.get("content_type") or "") or ".mp4"
+
+
+def _short(value, limit: int = 300) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,117 @@
+"""What the page needs besides widgets: backend choice, stop requests, progress, masks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from svd.backends import Backend, Event, Log, Queued, Stage, Step, get_backend
+from svd.errors import InputError
+from svd.mask import strokes_to_mask
+
+
+class Stopped(Exception):
+    """The user pressed Stop."""
+
+
+class Backends:
+    """The app's backend, plus the other one made on demand for a session that picks it."""
+
+    def __init__(self, default: Backend, **options):
+        self.default = default
+        self.options = options
+        self._local = default if default.name == "local" else None
+        self._lock = threading.Lock()
+
+    def pick(self, name: str | None, fal_key: str | None = None) -> Backend:
+        """The backend for one request; a key typed on the page is used for that request only."""
+        name = name or self.default.name
+        if name == "fal":
+            if self.default.name == "fal" and not fal_key:
+                return self.default
+            return get_backend("fal", key=fal_key or None, **self.options)
+        with self._lock:
+            if self._local is None:
+                self._local = get_backend("local", **self.options)
+            return self._local
+
+
+class StopSwitch:
+    """One stop flag per browser session; a run checks it at every progress event."""
+
+    def __init__(self):
+        self._flags: dict[str, threading.Event] = {}
+
+    def arm(self, session: str) -> threading.Event:
+        flag = self._flags.setdefault(session, threading.Event())
+        flag.clear()
+        return flag
+
+    def stop(self, session: str) -> None:
+        if session in self._flags:
+            self._flags[session].set()
+
+
+def status_text(backend: Backend) -> str:
+    """One line on what runs the videos, and any warning the user must see."""
+    if backend.name == "fal":
+        return f"Backend: **fal**, endpoint **{backend.endpoint}**"
+    if not backend.loaded:
+        return f"Backend: **local**, model **{backend.model}** on {backend.device} (loading...)"
+    text = f"Backend: **local**, model **{backend.model}** on {backend.device}"
+    if backend.model == "tiny":
+        text += " — a tiny random-weight test model: its videos are noise, not your picture."
+    if backend.notice:
+        text = f"⚠️ {backend.notice}\n\n{text}"
+    return text
+
+
+def progress_reporter(progress, stop: threading.Event | None = None):
+    """An `on_event` handler that moves a gr.Progress bar and raises Stopped on request."""
+
+    def on_event(event: Event) -> None:
+        if stop is not None and stop.is_set():
+            raise Stopped
+        if isinstance(event, Step):
+            progress((event.index, event.total), desc=f"step {event.index} of {event.total}")
+        elif isinstance(event, Stage):
+            progress(None, desc=event.name)
+        elif isinstance(event, Queued):
+            progress(None, desc=f"queued, position {event.position}")
+        elif isinstance(event, Log):
+            progress(None, desc=event.message[:120])
+
+    return on_event
+
+
+def parse_seed(text: str | int | None) -> int | None:
+    """The seed box: empty means random; anything else must be a whole number."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise InputError("seed", f"expected a whole number, got {text!r}") from None
+
+
+def mask_from_page(strokes: dict | None, mask_file: str | None, folder: Path) -> str | None:
+    """The mask to send: an uploaded mask file, else the painted strokes saved as a PNG."""
+    if mask_file:
+        return mask_file
+    mask = strokes_to_mask((strokes or {}).get("layers"))
+    if mask is None:
+        return None
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    path = folder / f"{hashlib.sha1(buf.getvalue()).hexdigest()}.png"  # one file per mask
+    path.write_bytes(buf.getvalue())
+    return str(path)
+
+
+def local_path(url: str) -> str:
+    """The file behind a file:// URL (what both backends return)."""
+    parsed = urlparse(url)
+    return unquote(parsed.path) if parsed.scheme == "file" else url
