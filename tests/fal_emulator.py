@@ -7,7 +7,8 @@ One `ThreadingHTTPServer` on 127.0.0.1 serves every fal host, routed by path:
     /queue/<owner>/<alias>/requests/<id>[/status|/cancel]
     /storage/auth/token, /storage/upload/initiate         (REST_URL)
     /files/upload                                         (CDN_URL, v3 upload)
-    /signed/<id>/<name>  PUT target of the storage fallback; /files/<id>/<name> GET downloads
+    /signed/<id>          PUT target of the storage (gcs) fallback upload
+    /files/<id>/<name>    GET: uploaded files and results
 
 Because run and queue share one port, the "hosts" handed to fal-client carry a path:
 FAL_RUN_HOST=127.0.0.1:PORT/run and FAL_QUEUE_RUN_HOST=127.0.0.1:PORT/queue (fal-client
@@ -67,7 +68,7 @@ class AppError(Exception):
 
 @dataclass
 class Received:
-    """One submit or run request as the emulator saw it (headers lack Authorization)."""
+    """One submit or run request as received (header names lower-cased, no Authorization)."""
 
     app: str
     body: dict
@@ -93,7 +94,6 @@ class _Job:
     base: str
     polls: int = 0
     flaked: bool = False
-    cancelled: bool = False
     outcome: tuple | None = None  # (status, payload) once COMPLETED
     logs: list = field(default_factory=list)
 
@@ -122,13 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        self.server.fal._dispatch(self, "GET")
+        self.server.fal._dispatch(self, self.command)
 
-    def do_POST(self):
-        self.server.fal._dispatch(self, "POST")
-
-    def do_PUT(self):
-        self.server.fal._dispatch(self, "PUT")
+    do_POST = do_PUT = do_GET
 
 
 class FalEmulator:
@@ -140,8 +136,9 @@ class FalEmulator:
         self.uploads: list[Upload] = []
         self.cancelled: list[str] = []
         self.unavailable: list[str] = []  # request ids / app paths answered with the 503
+        self.hits: list[str] = []  # "METHOD /path" of every request, in order
         self._files: dict[str, tuple[bytes, str]] = {}
-        self._signed: dict[str, str] = {}
+        self._signed: dict[str, tuple[str, str]] = {}
         self._jobs: dict[str, _Job] = {}
         self._flaky_runs: set[str] = set()
         self._cdn_token = secrets.token_hex(8)
@@ -159,7 +156,9 @@ class FalEmulator:
         self._server.fal = self
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
         self.url = f"https://{self.host}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -180,6 +179,7 @@ class FalEmulator:
     def _dispatch(self, h: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(h.path)
         raw = h.rfile.read(int(h.headers.get("Content-Length") or 0))
+        self.hits.append(f"{method} {parts.path}")
         headers = {"x-fal-request-id": secrets.token_hex(8)}
         try:
             status, payload, extra = self._route(method, parts.path, parse_qs(parts.query), h, raw)
@@ -256,7 +256,7 @@ class FalEmulator:
 
     def _received(self, path: str, h, raw: bytes, route: str) -> Received:
         app = path.split("/", 2)[2]
-        headers = {k: v for k, v in h.headers.items() if k.lower() != "authorization"}
+        headers = {k.lower(): v for k, v in h.headers.items() if k.lower() != "authorization"}
         rec = Received(app, self._json(raw), headers, route)
         with self._lock:
             self.requests.append(rec)
@@ -289,13 +289,8 @@ class FalEmulator:
         n = 3 if parts[0] in ("workflows", "comfy") else 2
         job_id = secrets.token_hex(12)
         base = f"{self.url}/queue/{'/'.join(parts[:n])}/requests/{job_id}"
-        with self._lock:
-            self._jobs[job_id] = _Job(job_id, app, rec.body, base)
-        return (
-            200,
-            {**self._urls(self._jobs[job_id]), "status": "IN_QUEUE", "queue_position": 2},
-            {},
-        )
+        job = self._jobs[job_id] = _Job(job_id, app, rec.body, base)
+        return 200, {**self._urls(job), "status": "IN_QUEUE", "queue_position": 2}, {}
 
     def _urls(self, job: _Job) -> dict:
         b = job.base
@@ -341,7 +336,6 @@ class FalEmulator:
     def _cancel(self, job: _Job):
         if job.outcome is not None:
             return 400, {"status": "ALREADY_COMPLETED"}, {}
-        job.cancelled = True
         job.outcome = (400, {"detail": "Request was cancelled"})
         self.cancelled.append(job.id)
         return 202, {"status": "CANCELLATION_REQUESTED"}, {}
@@ -379,14 +373,13 @@ class FalEmulator:
             if header.endswith(";base64"):
                 return base64.b64decode(payload)
             return unquote_to_bytes(payload)
-        mine = parts.hostname in ("127.0.0.1", "localhost") and parts.port == self._port
+        mine = (
+            parts.hostname in ("127.0.0.1", "localhost")
+            and parts.port == self._server.server_address[1]
+        )
         if parts.scheme == "https" and mine and parts.path in self._files:
             return self._files[parts.path][0]
         raise _loc_error(field_name, f"Failed to download the file from {url}")
-
-    @property
-    def _port(self) -> int:
-        return self._server.server_address[1]
 
 
 def _safe(name: str) -> str:

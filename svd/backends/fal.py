@@ -108,10 +108,12 @@ class FalBackend:
                     arguments[field] = self._remote_url(client, arguments[field], field)
             emit(on_event, Stage("submitting to fal"))
             handle = client.submit(self.endpoint, arguments)
-            self._follow(handle, on_event, time.monotonic() + self.timeout)
-            result = handle.get()
+            error = self._follow(handle, on_event, time.monotonic() + self.timeout)
+            result = handle.get(interval=self.poll_interval)  # a failed run raises its 4xx here
         except fal_client.client.FalClientHTTPError as e:
-            raise self._http_error(e) from None
+            raise self._http_error(e.status_code, e.message) from None
+        except httpx.HTTPStatusError as e:  # storage routes raise plain httpx errors
+            raise self._http_error(e.response.status_code, e.response.text) from None
         except httpx.HTTPError as e:
             raise BackendError(f"could not reach fal: {e}") from None
         except BaseException:
@@ -122,6 +124,8 @@ class FalBackend:
 
         video = result.get("image") or result.get("video")
         if not isinstance(video, dict) or not video.get("url"):
+            if error:
+                raise BackendError(f"fal: the request failed: {_short(error)}")
             raise BackendError(f"fal returned no video (keys: {', '.join(result) or 'none'})")
         emit(on_event, Stage("downloading video"))
         run_id = self.store.new_id()
@@ -146,8 +150,11 @@ class FalBackend:
         )
         return SVDOutput(image=file, seed=seed)
 
-    def _follow(self, handle, on_event: EventHandler | None, deadline: float) -> None:
-        """Poll the request until it completes, turning fal's statuses into events."""
+    def _follow(self, handle, on_event: EventHandler | None, deadline: float) -> str | None:
+        """Poll the request until it completes, turning fal's statuses into events.
+
+        Returns the error fal reported for the run, if any.
+        """
         import fal_client
 
         logs_seen = 0
@@ -159,14 +166,15 @@ class FalBackend:
                 for line in logs[logs_seen:]:
                     emit(on_event, Log(str(line.get("message", line))))
                 logs_seen = max(logs_seen, len(logs))
-                if isinstance(status, fal_client.Completed) and status.error:
-                    raise BackendError(f"fal: the request failed: {status.error}")
+                if isinstance(status, fal_client.Completed):
+                    return status.error
             if time.monotonic() > deadline:
                 _cancel_quietly(handle)
                 raise BackendError(
                     f"fal: no result after {self.timeout:g} s (SVD_FAL_TIMEOUT); "
                     f"request {handle.request_id} was cancelled on fal"
                 )
+        return None
 
     def _remote_url(self, client, url: str, field: str) -> str:
         """http(s) URLs go as they are; files and data: URIs are uploaded to fal first."""
@@ -189,13 +197,12 @@ class FalBackend:
             raise BackendError(f"could not download the video from fal: {e}") from None
         return r.content
 
-    def _http_error(self, e) -> Exception:
-        code = e.status_code
+    def _http_error(self, code: int, detail) -> Exception:
         if code in (401, 403):
             return BackendError(f"fal rejected the API key (HTTP {code}); check FAL_KEY")
         if code == 422:
-            return _validation_error(e.message)
-        return BackendError(f"fal answered HTTP {code}: {_short(e.message)}")
+            return _validation_error(detail)
+        return BackendError(f"fal answered HTTP {code}: {_short(detail)}")
 
     def close(self) -> None:
         pass
