@@ -29,3 +29,15 @@ def tiny_backend(tmp_path_factory):
     from svd.backends.local import LocalBackend
 
     return LocalBackend(model="tiny", output_dir=tmp_path_factory.mktemp("outputs"))
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The real app on `tiny`, one per test module: (url, output folder)."""
+    from .live import start_app, stop_app
+
+    out = tmp_path_factory.mktemp("app") / "outputs"
+    out.mkdir()
+    proc, url = start_app(out)
+    yield url, out
+    stop_app(proc)

@@ -5,8 +5,6 @@ import shutil
 
 import pytest
 
-from .live import start_app, stop_app
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -30,15 +28,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    out = tmp_path_factory.mktemp("browser") / "outputs"
-    out.mkdir()
-    proc, url = start_app(out)
-    yield url, out
-    stop_app(proc)
 
 
 def set_slider(page, elem_id: str, value: int) -> None:

@@ -7,8 +7,6 @@ from PIL import Image
 
 from svd.media import read_video
 
-from .live import start_app, stop_app
-
 DEFAULTS = {
     "strokes": None,
     "mask_file": None,
@@ -17,15 +15,6 @@ DEFAULTS = {
     "backend_name": "local",
     "fal_key": "",
 }
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    out = tmp_path_factory.mktemp("app") / "outputs"
-    out.mkdir()
-    proc, url = start_app(out)
-    yield url, out
-    stop_app(proc)
 
 
 def generate(url, **fields):
