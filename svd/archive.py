@@ -164,3 +164,14 @@ def load_depth_maps(url: str, width: int, height: int, *, allow_local: bool = Tr
     """The maps of the archive at `url`, fitted: float32 (frames, height, width) in 0-1."""
     entries = read_archive(read_url(url, FIELD, allow_local=allow_local))
     return np.stack([fit_map(decode_depth(e), width, height) for e in entries])
+
+
+def depth_strip(maps: np.ndarray, height: int = 72) -> Image.Image:
+    """The maps side by side, in the order they are used, as one grayscale picture."""
+    frames, h, w = maps.shape
+    width = max(1, round(w * height / h))
+    strip = Image.new("L", (width * frames + 2 * (frames - 1), height), 255)
+    for i, depth in enumerate(maps):
+        tile = Image.fromarray((np.clip(depth, 0, 1) * 255).round().astype(np.uint8), "L")
+        strip.paste(tile.resize((width, height), Image.Resampling.BILINEAR), (i * (width + 2), 0))
+    return strip

@@ -63,6 +63,16 @@ class SVDInput(BaseModel):
         int | None,
         _int(64, 2048, multiple_of=64, description="Video height; 576 by default."),
     ] = None
+    control_scale: Annotated[
+        float,
+        Field(
+            strict=True,
+            ge=0,
+            le=2,
+            allow_inf_nan=False,
+            description="Strength of the depth control maps.",
+        ),
+    ] = 1.0
     decode_chunk_size: Annotated[
         int | None,
         _int(1, 64, description="Frames decoded at once; lower saves memory."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -11,9 +12,12 @@ import time
 import torch
 from diffusers import StableVideoDiffusionPipeline
 
+from svd.archive import depth_strip, load_depth_maps
 from svd.backends.base import EventHandler, Queued, Stage, Step, emit
-from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_pipeline
-from svd.errors import BackendError, InputError
+from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_controlnet, build_tiny_pipeline
+from svd.control import depth_control, maps_to_cond
+from svd.controlnet import ControlNetSDV
+from svd.errors import BackendError
 from svd.mask import MotionMask, load_motion_mask, mask_image
 from svd.media import fit_image, load_image, write_mp4
 from svd.outputs import OutputStore
@@ -23,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 DEFAULT_SIZE = (1024, 576)  # width, height the SVD models were trained at
+DEFAULT_CONTROLNET = "CiaraRowles/temporal-controlnet-depth-svd-v1"  # trained on SVD, 14 frames
 MASK_SEED_OFFSET = 0x9E3779B9  # the mask's noise must not repeat the pipeline's
 
 
@@ -50,6 +55,17 @@ def load_pretrained(model: str, dtype: torch.dtype) -> StableVideoDiffusionPipel
     return StableVideoDiffusionPipeline.from_pretrained(model, dtype=dtype)
 
 
+def load_controlnet(source: str, dtype: torch.dtype) -> ControlNetSDV:
+    """A depth ControlNet from a hub id or folder, in its `controlnet` subfolder or at its root."""
+    error: Exception | None = None
+    for where in ({"subfolder": "controlnet"}, {}):
+        try:
+            return ControlNetSDV.from_pretrained(source, dtype=dtype, **where)
+        except (OSError, ValueError) as e:
+            error = e
+    raise BackendError(f"could not load the ControlNet {source!r} (SVD_CONTROLNET): {error}")
+
+
 class LocalBackend:
     """Runs SVD on this machine. `model`: hub id, local folder or "tiny" (`SVD_MODEL`)."""
 
@@ -58,7 +74,7 @@ class LocalBackend:
     def __init__(
         self,
         model: str | None = None,
-        controlnet: str | None = None,
+        controlnet: str | ControlNetSDV | None = None,
         device: str | None = None,
         dtype: torch.dtype | None = None,
         pipe: StableVideoDiffusionPipeline | None = None,
@@ -66,6 +82,9 @@ class LocalBackend:
     ):
         self.explicit_model = model or os.environ.get("SVD_MODEL") or None
         self.model = self.explicit_model or DEFAULT_MODEL
+        self._controlnet = controlnet if isinstance(controlnet, ControlNetSDV) else None
+        if self._controlnet is not None:  # a ready ControlNet is used as it is
+            controlnet = getattr(controlnet, "name_or_path", None) or "custom ControlNet"
         self.controlnet = controlnet or os.environ.get("SVD_CONTROLNET") or None
         self.device = device or (str(pipe.device) if pipe is not None else pick_device())
         if dtype is None:
@@ -117,14 +136,24 @@ class LocalBackend:
         log.info("loaded %s on %s in %.1f s", self.model, self.device, elapsed)
         return pipe
 
+    def load_controlnet(self) -> ControlNetSDV:
+        """The depth ControlNet, loaded on first use (`SVD_CONTROLNET`)."""
+        pipe = self.load()
+        with self._load_lock:
+            if self._controlnet is None:
+                if self.model == "tiny" and not self.controlnet:
+                    net = build_tiny_controlnet(pipe.unet)
+                else:
+                    net = load_controlnet(self.controlnet or DEFAULT_CONTROLNET, self.dtype)
+                self._controlnet = net.to(self.device)
+            return self._controlnet
+
     def default_size(self) -> tuple[int, int]:
         return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
 
     def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
         """Generate a video for `inp`, keep it in the output folder, and describe it."""
         t0 = time.perf_counter()
-        if inp.control_maps_data_url:
-            raise InputError("control_maps_data_url", "depth control maps are not supported yet")
         emit(on_event, Stage("loading inputs"))
         image = load_image(inp.image_url, "image_url")
         seed = inp.seed if inp.seed is not None else random_seed()
@@ -134,6 +163,12 @@ class LocalBackend:
         width, height = self._size(inp)
         image = fit_image(image, width, height)
         num_frames = inp.num_frames or pipe.unet.config.num_frames or TINY_FRAMES
+        maps, control = None, contextlib.nullcontext()
+        if inp.control_maps_data_url:
+            maps = load_depth_maps(inp.control_maps_data_url, width, height)
+            num_frames = len(maps)  # one frame per map
+            cond = maps_to_cond(maps, pipe.device, pipe.unet.dtype)
+            control = depth_control(pipe.unet, self.load_controlnet(), cond, inp.control_scale)
         moves = None
         if inp.mask_image_url:
             moves = load_motion_mask(inp.mask_image_url, width, height)
@@ -158,20 +193,21 @@ class LocalBackend:
         try:
             t_start = time.perf_counter()
             emit(on_event, Stage("denoising"))
-            frames = pipe(
-                image,
-                height=height,
-                width=width,
-                num_frames=num_frames,
-                num_inference_steps=inp.steps,
-                fps=inp.fps,
-                motion_bucket_id=inp.motion_bucket_id,
-                noise_aug_strength=inp.cond_aug,
-                decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
-                generator=torch.Generator("cpu").manual_seed(seed),
-                output_type="np",
-                callback_on_step_end=on_step_end,
-            ).frames[0]
+            with control:
+                frames = pipe(
+                    image,
+                    height=height,
+                    width=width,
+                    num_frames=num_frames,
+                    num_inference_steps=inp.steps,
+                    fps=inp.fps,
+                    motion_bucket_id=inp.motion_bucket_id,
+                    noise_aug_strength=inp.cond_aug,
+                    decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
+                    generator=torch.Generator("cpu").manual_seed(seed),
+                    output_type="np",
+                    callback_on_step_end=on_step_end,
+                ).frames[0]
         finally:
             self._run_lock.release()
             if self.device.startswith("cuda"):
@@ -186,6 +222,8 @@ class LocalBackend:
         self.store.save_image(run_id, "input", image)
         if moves is not None:
             self.store.save_image(run_id, "mask", mask_image(moves))
+        if maps is not None:
+            self.store.save_image(run_id, "depth", depth_strip(maps))
         t_end = time.perf_counter()
         file = self.store.record(
             run_id,
@@ -196,6 +234,7 @@ class LocalBackend:
             model=self.model,
             device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),
+            controlnet=(self.controlnet or DEFAULT_CONTROLNET) if maps is not None else None,
             width=width,
             height=height,
             num_frames=num_frames,

@@ -9,7 +9,10 @@ from diffusers import (
     StableVideoDiffusionPipeline,
     UNetSpatioTemporalConditionModel,
 )
+from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+from svd.controlnet import ControlNetSDV
 
 TINY_SIZE = (256, 128)  # width, height: its default video size, quick on a CPU
 TINY_FRAMES = 14
@@ -78,3 +81,14 @@ def build_tiny_pipeline(seed: int = 0) -> StableVideoDiffusionPipeline:
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def build_tiny_controlnet(unet: UNetSpatioTemporalConditionModel, seed: int = 0) -> ControlNetSDV:
+    """A tiny ControlNet for the tiny UNet; its output convolutions are not zero, so depth
+    maps visibly change the video."""
+    torch.manual_seed(seed)
+    net = ControlNetSDV.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+    outputs = [*net.controlnet_down_blocks, net.controlnet_mid_block]
+    for conv in [*outputs, net.controlnet_cond_embedding.conv_out]:
+        nn.init.normal_(conv.weight, std=0.05)
+    return net

@@ -1,0 +1,94 @@
+"""Depth control around diffusers' own SVD UNet: ControlNet residuals added through hooks.
+
+diffusers' UNetSpatioTemporalConditionModel takes no residuals, so for the length of a run
+hooks compute the ControlNet's residuals from the UNet's own inputs and add them to the skip
+connections the up blocks receive and to the mid block's output. The pipeline is unforked.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from diffusers import UNetSpatioTemporalConditionModel
+
+from svd.controlnet import ControlNetSDV
+
+
+def skip_multipliers(unet: UNetSpatioTemporalConditionModel) -> list[int]:
+    """How many times each skip gets its residual: once per down block from its own on.
+
+    The published checkpoint was trained with a UNet that re-adds the residuals after
+    every down block, so a skip made early gets its residual more often; this keeps that.
+    """
+    n = len(unet.down_blocks)
+    counts = [n]  # the conv_in skip
+    for i, block in enumerate(unet.down_blocks):
+        skips = len(block.resnets) + (1 if block.downsamplers else 0)
+        counts += [n - i] * skips
+    return counts
+
+
+def maps_to_cond(maps: np.ndarray, device, dtype) -> torch.Tensor:
+    """Depth maps (frames, H, W) in 0-1 as the ControlNet's input: (1, frames, 3, H, W) in -1..1."""
+    cond = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+    cond = cond[None, :, None].expand(-1, -1, 3, -1, -1) * 2.0 - 1.0
+    return cond.to(device=device, dtype=dtype)
+
+
+@contextmanager
+def depth_control(
+    unet: UNetSpatioTemporalConditionModel,
+    controlnet: ControlNetSDV,
+    cond: torch.Tensor,
+    scale: float = 1.0,
+):
+    """While open, every UNet call is conditioned on `cond` (see `maps_to_cond`)."""
+    multipliers = skip_multipliers(unet)
+    slices, end = [], len(multipliers)
+    for block in unet.up_blocks:  # the UNet hands its skips to the up blocks from the end
+        slices.append(slice(end - len(block.resnets), end))
+        end -= len(block.resnets)
+    state: dict = {}
+
+    def before_unet(module, args, kwargs):
+        sample = args[0] if args else kwargs["sample"]
+        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+        batch_cond = cond.expand(sample.shape[0], *cond.shape[1:])  # both CFG halves
+        down, mid = controlnet(
+            sample,
+            timestep,
+            encoder_hidden_states=kwargs["encoder_hidden_states"],
+            added_time_ids=kwargs["added_time_ids"],
+            controlnet_cond=batch_cond,
+            conditioning_scale=scale,
+        )
+        state["down"] = [r * m for r, m in zip(down, multipliers, strict=True)]
+        state["mid"] = mid
+
+    def before_up_block(index):
+        def hook(module, args, kwargs):
+            residuals = state["down"][slices[index]]
+            skips = kwargs["res_hidden_states_tuple"]
+            added = tuple(s + r for s, r in zip(skips, residuals, strict=True))
+            kwargs["res_hidden_states_tuple"] = added
+            return args, kwargs
+
+        return hook
+
+    def after_mid_block(module, args, output):
+        return output + state["mid"]
+
+    handles = [unet.register_forward_pre_hook(before_unet, with_kwargs=True)]
+    handles += [
+        block.register_forward_pre_hook(before_up_block(i), with_kwargs=True)
+        for i, block in enumerate(unet.up_blocks)
+    ]
+    handles.append(unet.mid_block.register_forward_hook(after_mid_block))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        state.clear()
