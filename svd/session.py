@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+from PIL import Image
+
+from svd.archive import decode_depth, depth_strip, fit_map, read_archive
 from svd.backends import Backend, Event, Log, Queued, Stage, Step, get_backend
 from svd.errors import InputError
+from svd.fetch import read_url
 from svd.mask import strokes_to_mask
 
 
@@ -109,6 +114,22 @@ def mask_from_page(strokes: dict | None, mask_file: str | None, folder: Path) ->
     path = folder / f"{hashlib.sha1(buf.getvalue()).hexdigest()}.png"  # one file per mask
     path.write_bytes(buf.getvalue())
     return str(path)
+
+
+def maps_preview(path: str | None) -> tuple[Image.Image | None, str]:
+    """A strip of an archive's maps in the order they will be used, and a line about them."""
+    if not path:
+        return None, ""
+    try:
+        entries = read_archive(read_url(path, "control_maps_data_url"))
+        maps = np.stack([fit_map(decode_depth(e), 96, 54) for e in entries])
+    except InputError as e:
+        return None, f"⚠️ {e}"
+    names = ", ".join(PurePosixPath(e.name).name for e in entries[:8])
+    more = ", ..." if len(entries) > 8 else ""
+    return depth_strip(
+        maps
+    ), f"{len(entries)} maps, so {len(entries)} frames, in this order: {names}{more}"
 
 
 def local_path(url: str) -> str:

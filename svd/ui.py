@@ -18,6 +18,7 @@ from svd.session import (
     Stopped,
     StopSwitch,
     local_path,
+    maps_preview,
     mask_from_page,
     parse_seed,
     progress_reporter,
@@ -61,8 +62,8 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         return gr.update(value=path, visible=path is not None)
 
     def generate(
-        image, strokes, mask_file, motion_bucket_id, cond_aug, seed, steps, backend_name,
-        fal_key, request: gr.Request, progress=gr.Progress(),
+        image, strokes, mask_file, control_maps, motion_bucket_id, cond_aug, seed, steps,
+        backend_name, fal_key, request: gr.Request, progress=gr.Progress(),
     ):  # fmt: skip
         if not image:
             raise gr.Error("image_url: upload an image first")
@@ -72,6 +73,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             body = {
                 "image_url": image,
                 "mask_image_url": mask_from_page(strokes, mask_file, mask_dir),
+                "control_maps_data_url": control_maps or None,
                 "motion_bucket_id": int(motion_bucket_id),
                 "cond_aug": float(cond_aug),
                 "steps": int(steps),
@@ -115,6 +117,20 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                             visible=False,
                             elem_id="mask-preview",
                         )
+                with gr.Accordion("Depth control maps (optional)", open=False):
+                    control_maps = gr.File(
+                        label="Archive of depth maps, one per frame (zip, tar, tar.gz)",
+                        file_types=[".zip", ".tar", ".gz", ".tgz"],
+                        type="filepath",
+                        elem_id="control-maps",
+                    )
+                    maps_info = gr.Markdown(elem_id="control-maps-info")
+                    maps_strip = gr.Image(
+                        label="Maps in the order used",
+                        interactive=False,
+                        visible=True,
+                        elem_id="control-maps-strip",
+                    )
                 motion = _slider(
                     "motion_bucket_id", "Motion bucket id", "More motion the higher it is.", 1,
                     "motion-bucket-id",
@@ -155,10 +171,14 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         # A stroke fires `input`/`apply`; a new background fires `change`.
         for event in (strokes.change, strokes.input, strokes.apply, mask_file.change):
             event(preview, inputs=[strokes, mask_file], outputs=mask_preview, api_name=False)
+        control_maps.change(
+            maps_preview, inputs=control_maps, outputs=[maps_strip, maps_info], api_name=False
+        )
         button.click(
             generate,
             inputs=[
-                image, strokes, mask_file, motion, cond_aug, seed, steps, backend_name, fal_key
+                image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps,
+                backend_name, fal_key,
             ],
             outputs=[video, seed_used, status],
             api_name="generate",

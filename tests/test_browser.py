@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from .test_control import depth_zip
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -51,6 +53,10 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5, steps=8)
     page.mouse.up()
     page.locator("#mask-preview img").wait_for(state="visible", timeout=20_000)
+    page.get_by_text("Depth control maps (optional)").click()
+    maps = depth_zip(tmp_path, "maps.zip", [255, 200, 150, 100, 50])
+    page.locator("#control-maps input[type=file]").set_input_files(maps)
+    page.get_by_text("5 maps, so 5 frames").wait_for(timeout=20_000)
     set_slider(page, "steps", 2)
     page.locator("#seed textarea, #seed input").first.fill("77")
     page.locator("#generate").click()
@@ -63,4 +69,7 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
     page.screenshot(path=str(tmp_path / "page-1280.png"), full_page=True)
     assert len(list(out.glob("*.mp4"))) == 1
     assert len(list(out.glob("*.mask.png"))) == 1  # the stroke was sent as a mask
+    assert len(list(out.glob("*.depth.png"))) == 1  # and the maps as control
+    duration = page.evaluate("document.querySelector('#video video').duration")
+    assert 0.5 < duration < 1.0  # 5 frames at 7 fps
     page.close()

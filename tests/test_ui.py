@@ -10,6 +10,7 @@ from svd.media import read_video
 DEFAULTS = {
     "strokes": None,
     "mask_file": None,
+    "control_maps": None,
     "motion_bucket_id": 127,
     "cond_aug": 0.02,
     "backend_name": "local",
@@ -108,3 +109,33 @@ def test_stop_ends_a_run_and_the_next_one_works(app_url, picture_path):
     assert len(list(out.glob("*.mp4"))) == before  # nothing half-made is kept
     _, seed, _ = generate(url, image=handle_file(picture_path), seed="5", steps=1)
     assert seed == "5"
+
+
+def test_depth_archive_sets_the_frame_count(app_url, picture_path, tmp_path):
+    from .test_control import depth_zip
+
+    maps = depth_zip(tmp_path, "maps.zip", [255, 200, 150, 100, 50])
+    video, _, _ = generate(
+        app_url[0], image=handle_file(picture_path), control_maps=handle_file(maps), seed="1",
+        steps=2,
+    )  # fmt: skip
+    assert video_frames(video).shape[0] == 5
+    assert newest_record(app_url[1])["input"]["control_maps_data_url"]
+
+
+def test_maps_preview_shows_the_order_and_count(tmp_path):
+    from svd.session import maps_preview
+
+    from .test_archive import make_zip, png
+
+    path = tmp_path / "maps.zip"
+    path.write_bytes(make_zip({"10.png": png(250), "9.png": png(90), "notes.txt": b"x"}))
+    strip, info = maps_preview(str(path))
+    assert info.startswith("2 maps, so 2 frames, in this order: 9.png, 10.png")
+    left, right = np.asarray(strip)[:, :40].mean(), np.asarray(strip)[:, -40:].mean()
+    assert left < 100 < right  # 9.png (dark) first, 10.png (bright) last
+    path.write_bytes(b"not an archive")
+    assert maps_preview(str(path)) == (
+        None,
+        "⚠️ control_maps_data_url: not a zip, tar or tar.gz archive",
+    )
