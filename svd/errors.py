@@ -24,6 +24,13 @@ class InputError(ValueError):
             message += f" (got {_short(first['input'])})"
         return cls(field, message, error.errors(include_url=False, include_context=False))
 
+    def fal_detail(self) -> list[dict]:
+        """The problems as fal and FastAPI word a 422: [{loc: ["body", field], msg, type}]."""
+        return [
+            {"loc": ["body", *d["loc"]], "msg": d["msg"], "type": d.get("type", "value_error")}
+            for d in self.details
+        ]
+
 
 class BackendError(RuntimeError):
     """A generation failed for a reason other than bad input."""

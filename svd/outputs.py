@@ -25,9 +25,9 @@ class OutputStore:
         self.root = Path(root) if root is not None else default_output_dir()
 
     def new_id(self) -> str:
-        """A fresh id that sorts by time: 20261125-130501-123456-3fa2 (UTC, microseconds)."""
+        """A fresh id that sorts by time: 20261125-130501-123456-<16 hex> (UTC)."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-        return f"{stamp}-{secrets.token_hex(2)}"
+        return f"{stamp}-{secrets.token_hex(8)}"  # unguessable: outputs are served by name
 
     def video_path(self, run_id: str, suffix: str = ".mp4") -> Path:
         """Where the video of `run_id` goes; the folder is made if missing."""

@@ -9,7 +9,9 @@ import threading
 from pathlib import Path
 
 import gradio as gr
+import uvicorn
 
+from svd.api import build_api
 from svd.backends import Backend, get_backend
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput, parse_input
@@ -212,15 +214,18 @@ def main(argv: list[str] | None = None) -> None:
         threading.Thread(target=_preload, args=(backend,), daemon=True).start()
     out_dir = Path(args.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(backend, **options)
-    app.queue(max_size=64)
-    app.launch(
-        server_name=args.host,
-        server_port=args.port,
+    page = build_app(backend, **options)
+    page.queue(max_size=64)
+    server = gr.mount_gradio_app(
+        build_api(backend, out_dir),  # the fal-compatible routes, on the same port
+        page,
+        path="/",
         root_path=args.root_path,
         allowed_paths=[str(out_dir)],
         show_error=True,
     )
+    print(f"* Running on http://{args.host}:{args.port} (API: /fal-ai/svd, docs: /docs)")
+    uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
 
 
 def _preload(backend) -> None:

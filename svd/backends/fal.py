@@ -211,9 +211,17 @@ class FalBackend:
 def _validation_error(detail) -> InputError:
     """fal's 422 `detail` (a list of {loc, msg}) as an InputError naming the field."""
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
-        loc = [str(p) for p in detail[0].get("loc", []) if p != "body"]
-        field = ".".join(loc) or "input"
-        return InputError(field, f"fal refused it: {detail[0].get('msg', 'invalid')}", detail)
+        details = [
+            {
+                "loc": [str(p) for p in d.get("loc", []) if p != "body"] or ["input"],
+                "msg": f"fal refused it: {d.get('msg', 'invalid')}",
+                "type": d.get("type", "value_error"),
+            }
+            for d in detail
+            if isinstance(d, dict)
+        ]
+        first = details[0]
+        return InputError(".".join(first["loc"]), first["msg"], details)
     return InputError("input", f"fal refused the request: {_short(detail)}")
 
 
