@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import threading
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
@@ -136,3 +137,34 @@ def local_path(url: str) -> str:
     """The file behind a file:// URL (what both backends return)."""
     parsed = urlparse(url)
     return unquote(parsed.path) if parsed.scheme == "file" else url
+
+
+def gpu_seconds(inp) -> int:
+    """A ZeroGPU time budget that grows with the work: steps x frames."""
+    return int(30 + 0.15 * inp.steps * (inp.num_frames or 25))
+
+
+def run_on_gpu(backend: Backend, inp, on_event):
+    """backend.generate, inside `spaces.GPU` on Hugging Face ZeroGPU; plain elsewhere."""
+    return backend.generate(inp, on_event)
+
+
+try:  # the `spaces` package exists on Hugging Face Spaces only
+    import spaces
+
+    run_on_gpu = spaces.GPU(duration=lambda backend, inp, on_event: gpu_seconds(inp))(run_on_gpu)
+except ImportError:
+    pass
+
+
+def request_json(inp) -> str:
+    """The fal request body of `inp`, local files shown by name (they are uploaded first)."""
+    body = inp.fal_arguments()
+    for key, value in body.items():
+        if isinstance(value, str) and key.endswith("_url"):
+            scheme = urlparse(value).scheme
+            if value.startswith("data:"):
+                body[key] = value[:40] + "..."
+            elif scheme not in ("http", "https"):
+                body[key] = f"<upload of {PurePosixPath(value).name}>"
+    return json.dumps(body, indent=2)

@@ -1,9 +1,10 @@
-"""The Gradio page: a picture, a mask and fal's four numbers in, a video out."""
+"""The Gradio page: a picture, a mask, depth maps and fal's numbers in, a video out."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import tempfile
 import threading
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 import uvicorn
 
+from svd import history
 from svd.api import build_api
 from svd.backends import Backend, get_backend
 from svd.errors import BackendError, InputError
@@ -24,11 +26,15 @@ from svd.session import (
     mask_from_page,
     parse_seed,
     progress_reporter,
+    request_json,
+    run_on_gpu,
     status_text,
 )
 
 TITLE = "SVD Studio"
 FIELD = SVDInput.model_fields
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+CSS = "#history .caption-label { font-size: 12px; } #dice { max-width: 3em; min-width: 3em; }"
 
 
 def _limits(name: str) -> tuple[float, float]:
@@ -36,11 +42,13 @@ def _limits(name: str) -> tuple[float, float]:
     return meta["Ge"].ge, meta["Le"].le
 
 
-def _slider(name: str, label: str, info: str, step: float, elem_id: str) -> gr.Slider:
-    lo, hi = _limits(name)
+def _slider(name, label, info, step, elem_id, lo=None, value=None) -> gr.Slider:
+    low, high = _limits(name)
+    value = FIELD[name].default if value is None else value
     return gr.Slider(
-        lo, hi, value=FIELD[name].default, step=step, label=label, info=info, elem_id=elem_id
-    )
+        low if lo is None else lo, high, value=value, step=step, label=label, info=info,
+        elem_id=elem_id,
+    )  # fmt: skip
 
 
 def painter_background(image: str | None) -> dict | None:
@@ -56,6 +64,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
     `options` (model, output_dir, ...) build that other backend. API endpoint: `generate`.
     """
     backends = Backends(backend, **options)
+    store = backend.store
     stops = StopSwitch()
     mask_dir = Path(tempfile.mkdtemp(prefix="svd-masks-"))
 
@@ -65,31 +74,60 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
 
     def generate(
         image, strokes, mask_file, control_maps, motion_bucket_id, cond_aug, seed, steps,
-        backend_name, fal_key, request: gr.Request, progress=gr.Progress(),
+        fps, num_frames, width, height, decode_chunk_size, control_scale, backend_name,
+        fal_key, request: gr.Request, progress=gr.Progress(),
     ):  # fmt: skip
         if not image:
             raise gr.Error("image_url: upload an image first")
         stop = stops.arm(request.session_hash if request else "")
         try:
             chosen = backends.pick(backend_name, (fal_key or "").strip() or None)
-            body = {
-                "image_url": image,
-                "mask_image_url": mask_from_page(strokes, mask_file, mask_dir),
-                "control_maps_data_url": control_maps or None,
-                "motion_bucket_id": int(motion_bucket_id),
-                "cond_aug": float(cond_aug),
-                "steps": int(steps),
-                "seed": parse_seed(seed),
-            }
-            out = chosen.generate(parse_input(body), progress_reporter(progress, stop))
+            inp = parse_input(
+                {
+                    "image_url": image,
+                    "mask_image_url": mask_from_page(strokes, mask_file, mask_dir),
+                    "control_maps_data_url": control_maps or None,
+                    "motion_bucket_id": int(motion_bucket_id),
+                    "cond_aug": float(cond_aug),
+                    "steps": int(steps),
+                    "seed": parse_seed(seed),
+                    "fps": int(fps),
+                    "num_frames": int(num_frames) or None,
+                    "width": int(width) or None,
+                    "height": int(height) or None,
+                    "decode_chunk_size": int(decode_chunk_size) or None,
+                    "control_scale": float(control_scale),
+                }
+            )
+            out = run_on_gpu(chosen, inp, progress_reporter(progress, stop))
         except (InputError, BackendError) as e:
             raise gr.Error(str(e)) from None
         except Stopped:
             raise gr.Error("Stopped.", title="Stopped") from None
-        return local_path(out.image.url), str(out.seed), status_text(chosen)
+        body = request_json(inp.model_copy(update={"seed": out.seed}))
+        return local_path(out.image.url), str(out.seed), body, status_text(chosen)
 
     def stop(request: gr.Request):
         stops.stop(request.session_hash if request else "")
+
+    def shown():
+        records = history.entries(store)
+        return history.gallery(records, store), records
+
+    def pick(records, evt: gr.SelectData):
+        record = records[evt.index]
+        return record, gr.update(interactive=True)
+
+    def reuse(record):
+        if not record:
+            raise gr.Error("Pick a video in the history first")
+        s = history.settings(store, record)
+        return (
+            s["image"], s["mask_file"], s["control_maps"], s["motion_bucket_id"], s["cond_aug"],
+            s["steps"], s["seed"], s["fps"], s["num_frames"], s["width"], s["height"],
+            s["decode_chunk_size"], s["control_scale"],
+            s["backend"] if s["backend"] in ("local", "fal") else backend.name,
+        )  # fmt: skip
 
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\nAnimate a picture with Stable Video Diffusion.")
@@ -114,11 +152,9 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                             elem_id="mask-file",
                         )
                         mask_preview = gr.Image(
-                            label="Mask to be sent",
-                            interactive=False,
-                            visible=False,
+                            label="Mask to be sent", interactive=False, visible=False,
                             elem_id="mask-preview",
-                        )
+                        )  # fmt: skip
                 with gr.Accordion("Depth control maps (optional)", open=False):
                     control_maps = gr.File(
                         label="Archive of depth maps, one per frame (zip, tar, tar.gz)",
@@ -128,11 +164,9 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                     )
                     maps_info = gr.Markdown(elem_id="control-maps-info")
                     maps_strip = gr.Image(
-                        label="Maps in the order used",
-                        interactive=False,
-                        visible=True,
+                        label="Maps in the order used", interactive=False,
                         elem_id="control-maps-strip",
-                    )
+                    )  # fmt: skip
                 motion = _slider(
                     "motion_bucket_id", "Motion bucket id", "More motion the higher it is.", 1,
                     "motion-bucket-id",
@@ -144,10 +178,35 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                 steps = _slider(
                     "steps", "Steps", "Denoising steps: more is slower and finer.", 1, "steps"
                 )
-                seed = gr.Textbox(
-                    label="Seed", info="Empty for a random one.", placeholder="random",
-                    elem_id="seed",
-                )  # fmt: skip
+                with gr.Row(equal_height=True):
+                    seed = gr.Textbox(
+                        label="Seed", info="Empty for a random one.", placeholder="random",
+                        elem_id="seed", scale=4,
+                    )  # fmt: skip
+                    dice = gr.Button("🎲", elem_id="dice", scale=0)
+                with gr.Accordion("Advanced", open=False):
+                    fps = _slider("fps", "Frames per second", "Also conditions SVD.", 1, "fps")
+                    num_frames = _slider(
+                        "num_frames", "Frames", "0: the model's own (25 for SVD-XT).", 1,
+                        "num-frames", lo=0, value=0,
+                    )  # fmt: skip
+                    with gr.Row():
+                        width = _slider(
+                            "width", "Width", "0: the model's (1024).", 64, "width", lo=0, value=0
+                        )
+                        height = _slider(
+                            "height", "Height", "0: the model's (576).", 64, "height", lo=0,
+                            value=0,
+                        )  # fmt: skip
+                    decode_chunk = _slider(
+                        "decode_chunk_size", "Decode chunk size",
+                        "Frames decoded at once; 0: automatic. Lower saves memory.", 1,
+                        "decode-chunk-size", lo=0, value=0,
+                    )  # fmt: skip
+                    control_scale = _slider(
+                        "control_scale", "Depth control strength", "0 ignores the maps.", 0.05,
+                        "control-scale",
+                    )  # fmt: skip
                 with gr.Accordion("Backend", open=False):
                     backend_name = gr.Radio(
                         ["local", "fal"], value=backend.name, label="Run on",
@@ -164,11 +223,36 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                     stop_button = gr.Button("Stop", variant="stop", elem_id="stop")
             with gr.Column():
                 video = gr.Video(
-                    label="Video", autoplay=True, loop=True, interactive=False, elem_id="video"
-                )
+                    label="Video", autoplay=True, loop=True, interactive=False,
+                    buttons=["download"], elem_id="video",
+                )  # fmt: skip
                 seed_used = gr.Textbox(
                     label="Seed used", interactive=False, buttons=["copy"], elem_id="seed-used"
                 )
+                body = gr.Code(
+                    label="The request, as fal takes it", language="json", interactive=False,
+                    elem_id="request-json",
+                )  # fmt: skip
+                records = gr.State([])
+                picked = gr.State(None)
+                gallery = gr.Gallery(
+                    label="History (kept in the output folder)", columns=4, height=260,
+                    allow_preview=False, elem_id="history",
+                )  # fmt: skip
+                reuse_button = gr.Button(
+                    "Use these settings", interactive=False, elem_id="use-settings"
+                )
+                picked_json = gr.JSON(label="Picked video's record", elem_id="history-record")
+        gr.Examples(
+            [
+                [str(ASSETS / "sunset.png"), str(ASSETS / "sunset-mask.png"), None],
+                [str(ASSETS / "ball.png"), None, str(ASSETS / "rolling-ball-depth.zip")],
+            ],
+            inputs=[image, mask_file, control_maps],
+            label="Examples: a lake that moves under still hills; a ball driven by depth maps",
+            cache_examples=False,
+        )
+
         image.change(painter_background, inputs=image, outputs=strokes, api_name=False)
         # A stroke fires `input`/`apply`; a new background fires `change`.
         for event in (strokes.change, strokes.input, strokes.apply, mask_file.change):
@@ -176,24 +260,36 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         control_maps.change(
             maps_preview, inputs=control_maps, outputs=[maps_strip, maps_info], api_name=False
         )
+        dice.click(lambda: str(random.randrange(2**32)), outputs=seed, api_name=False)
+        settings = [
+            image, mask_file, control_maps, motion, cond_aug, steps, seed, fps, num_frames,
+            width, height, decode_chunk, control_scale, backend_name,
+        ]  # fmt: skip
         button.click(
             generate,
             inputs=[
-                image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps,
-                backend_name, fal_key,
+                image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps, fps,
+                num_frames, width, height, decode_chunk, control_scale, backend_name, fal_key,
             ],
-            outputs=[video, seed_used, status],
+            outputs=[video, seed_used, body, status],
             api_name="generate",
             concurrency_limit=1,
-        )  # fmt: skip
+        ).then(shown, outputs=[gallery, records], api_name=False)  # fmt: skip
         stop_button.click(stop, api_name="stop", concurrency_limit=None, queue=False)
-        app.load(lambda: status_text(backend), outputs=status, api_name=False)
+        gallery.select(pick, inputs=records, outputs=[picked, reuse_button], api_name=False)
+        picked.change(lambda r: r, inputs=picked, outputs=picked_json, api_name=False)
+        reuse_button.click(reuse, inputs=picked, outputs=settings, api_name=False)
+        app.load(
+            lambda: (status_text(backend), *shown()),
+            outputs=[status, gallery, records],
+            api_name=False,
+        )
     return app
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
-    p = argparse.ArgumentParser(description="Serve the SVD Studio page.")
+    p = argparse.ArgumentParser(description="Serve the SVD Studio page and its HTTP API.")
     p.add_argument(
         "--backend", default=env("SVD_BACKEND", "auto"), choices=["auto", "local", "fal"]
     )
@@ -221,8 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         page,
         path="/",
         root_path=args.root_path,
-        allowed_paths=[str(out_dir)],
+        allowed_paths=[str(out_dir), str(ASSETS)],
         show_error=True,
+        css=CSS,
     )
     print(f"* Running on http://{args.host}:{args.port} (API: /fal-ai/svd, docs: /docs)")
     uvicorn.run(server, host=args.host, port=args.port, log_level="warning")

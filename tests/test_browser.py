@@ -2,11 +2,14 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from .test_control import depth_zip
 
+SHOTS = Path(__file__).parent / "artifacts"  # screenshots to look at (not committed)
+SHOTS.mkdir(exist_ok=True)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -66,10 +69,42 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
         timeout=120_000,
     )
     assert page.locator("#seed-used textarea, #seed-used input").first.input_value() == "77"
-    page.screenshot(path=str(tmp_path / "page-1280.png"), full_page=True)
     assert len(list(out.glob("*.mp4"))) == 1
     assert len(list(out.glob("*.mask.png"))) == 1  # the stroke was sent as a mask
     assert len(list(out.glob("*.depth.png"))) == 1  # and the maps as control
     duration = page.evaluate("document.querySelector('#video video').duration")
     assert 0.5 < duration < 1.0  # 5 frames at 7 fps
+
+    # The new video is in the history; its settings come back into the inputs.
+    thumbs = page.locator("#history button.thumbnail-item")
+    thumbs.first.wait_for(timeout=20_000)
+    page.locator("#seed textarea, #seed input").first.fill("")
+    thumbs.first.click()
+    page.locator("#use-settings").click()
+    seed_box = page.locator("#seed textarea, #seed input").first
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#seed textarea, #seed input')]"
+        ".some(e => e.value === '77')",
+        timeout=20_000,
+    )
+    assert seed_box.input_value() == "77"
+    page.screenshot(path=str(SHOTS / "page-1280.png"), full_page=True)
+
+    # Stop ends a long run; nothing half-made is kept.
+    set_slider(page, "steps", 100)
+    page.locator("#generate").click()
+    page.wait_for_timeout(2500)
+    page.locator("#stop").click()
+    page.get_by_text("Stopped.").first.wait_for(timeout=60_000)
+    assert len(list(out.glob("*.mp4"))) == 1
+    page.close()
+
+
+def test_phone_width(browser, app_url):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    page.goto(app_url[0])
+    page.locator("#generate").wait_for()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0  # nothing sticks out sideways
+    page.screenshot(path=str(SHOTS / "page-390.png"), full_page=True)
     page.close()

@@ -226,7 +226,7 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path):
         client = Client(url, verbose=False)
         fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "4", "steps": 20}
         # The app runs locally (no FAL_KEY); this session picks fal and types its key.
-        video, seed, status = client.predict(
+        video, seed, _, status = client.predict(
             **{**fields, "backend_name": "fal", "fal_key": "good-key"}, api_name="/generate"
         )
         assert seed == "4" and "fal" in status
@@ -238,7 +238,7 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path):
             )
         with pytest.raises(Exception, match="FAL_KEY"):
             client.predict(**{**fields, "backend_name": "fal"}, api_name="/generate")
-        _, _, status = client.predict(**fields, api_name="/generate")  # local still works
+        _, _, _, status = client.predict(**fields, api_name="/generate")  # local still works
         assert "tiny" in status
         assert "bad" not in (out_dir.parent / f"app-{url.rsplit(':', 1)[1]}.log").read_text()
     finally:

@@ -13,13 +13,22 @@ DEFAULTS = {
     "control_maps": None,
     "motion_bucket_id": 127,
     "cond_aug": 0.02,
+    "fps": 7,
+    "num_frames": 0,
+    "width": 0,
+    "height": 0,
+    "decode_chunk_size": 0,
+    "control_scale": 1.0,
     "backend_name": "local",
     "fal_key": "",
 }
 
 
 def generate(url, **fields):
-    return Client(url, verbose=False).predict(**{**DEFAULTS, **fields}, api_name="/generate")
+    """Run the page's `generate`; returns (video, seed used, status line)."""
+    client = Client(url, verbose=False)
+    video, seed, _, status = client.predict(**{**DEFAULTS, **fields}, api_name="/generate")
+    return video, seed, status
 
 
 def video_frames(video):
@@ -139,3 +148,20 @@ def test_maps_preview_shows_the_order_and_count(tmp_path):
         None,
         "⚠️ control_maps_data_url: not a zip, tar or tar.gz archive",
     )
+
+
+def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path):
+    from svd import history
+    from svd.schema import SVDInput
+
+    mask = tmp_path / "m.png"
+    Image.new("L", (192, 128), 0).save(mask)
+    inp = SVDInput(image_url=picture_path, mask_image_url=str(mask), seed=42, steps=2,
+                   num_frames=6, width=192, height=128, motion_bucket_id=33)  # fmt: skip
+    tiny_backend.generate(inp)
+    record = history.entries(tiny_backend.store)[0]
+    assert "seed 42 · motion 33 · 2 steps · mask" in history.caption(record)
+    s = history.settings(tiny_backend.store, record)
+    assert s["image"].endswith(".input.png") and s["mask_file"].endswith(".mask.png")
+    assert (s["seed"], s["motion_bucket_id"], s["num_frames"], s["width"]) == ("42", 33, 6, 192)
+    assert s["decode_chunk_size"] == 0 and s["backend"] == "local"
