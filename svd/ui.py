@@ -322,7 +322,9 @@ def main(argv: list[str] | None = None) -> None:
         css=CSS,
     )
     print(f"* Running on http://{args.host}:{args.port} (API: /fal-ai/svd, docs: /docs)")
-    uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        server, host=args.host, port=args.port, root_path=args.root_path or "", log_level="warning"
+    )
 
 
 def _preload(backend) -> None:
