@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
+import socket
 import time
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlparse
@@ -15,6 +17,7 @@ from svd.errors import InputError
 
 MAX_BYTES = int(os.environ.get("SVD_MAX_DOWNLOAD_MB", "50")) * 1024 * 1024
 TIMEOUT_S = float(os.environ.get("SVD_FETCH_TIMEOUT", "30"))
+MAX_REDIRECTS = 5
 
 
 def read_url(
@@ -79,25 +82,78 @@ def _read_path(path: Path, field: str, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
+def _allowed_private() -> set[str] | None:
+    """SVD_ALLOW_PRIVATE_URLS: "1" allows every address; else host or host:port entries."""
+    value = os.environ.get("SVD_ALLOW_PRIVATE_URLS", "").strip()
+    if value.lower() in ("1", "true", "yes", "all"):
+        return None
+    return {part.strip().lower() for part in value.split(",") if part.strip()}
+
+
+def check_public(url: str, field: str) -> None:
+    """Refuse URLs whose host is loopback, private, link-local or otherwise not public."""
+    parts = urlparse(url)
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InputError(field, f"no host in {url!r}")
+    allowed = _allowed_private()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if allowed is None or host in allowed or f"{host}:{port}" in allowed:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise InputError(field, f"cannot resolve the host {host!r}") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if not ip.is_global or ip.is_multicast:
+            raise InputError(
+                field,
+                f"{host} is a private or local address ({ip}); "
+                "set SVD_ALLOW_PRIVATE_URLS to allow it",
+            )
+
+
 def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as r:
-            if r.status_code >= 400:
-                raise InputError(field, f"the server answered HTTP {r.status_code} for {url}")
-            size = int(r.headers.get("content-length") or 0)
-            if size > max_bytes:
-                raise _too_big(field, max_bytes)
-            chunks, total = [], 0
-            for chunk in r.iter_bytes():
-                total += len(chunk)
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("total time limit")
-                if total > max_bytes:
-                    raise _too_big(field, max_bytes)
-                chunks.append(chunk)
-            return b"".join(chunks)
+        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                check_public(url, field)  # every hop: a redirect may point inwards
+                request = client.build_request("GET", url)
+                r = client.send(request, stream=True)
+                if not r.is_redirect:
+                    break
+                r.close()
+                url = str(r.next_request.url) if r.next_request else url
+                if urlparse(url).scheme not in ("http", "https"):
+                    raise InputError(field, f"redirected to a non-http URL: {url}")
+            else:
+                raise InputError(field, f"more than {MAX_REDIRECTS} redirects")
+            try:
+                return _read_body(r, url, field, max_bytes, deadline)
+            finally:
+                r.close()
     except httpx.TimeoutException:
         raise InputError(field, f"fetching {url} took longer than {timeout:g} s") from None
     except httpx.HTTPError as e:
         raise InputError(field, f"could not fetch {url}: {e}") from None
+
+
+def _read_body(r: httpx.Response, url: str, field: str, max_bytes: int, deadline: float) -> bytes:
+    if r.status_code >= 400:
+        raise InputError(field, f"the server answered HTTP {r.status_code} for {url}")
+    size = int(r.headers.get("content-length") or 0)
+    if size > max_bytes:
+        raise _too_big(field, max_bytes)
+    chunks, total = [], 0
+    for chunk in r.iter_bytes():
+        total += len(chunk)
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("total time limit")
+        if total > max_bytes:
+            raise _too_big(field, max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)

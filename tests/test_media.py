@@ -28,6 +28,11 @@ def http_server():
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
+            if self.path.startswith("/redirect"):
+                self.send_response(302)
+                self.send_header("Location", self.path.split("to=", 1)[1])
+                self.end_headers()
+                return
             if self.path == "/slow":
                 time.sleep(3)
             if self.path == "/missing":
@@ -50,12 +55,53 @@ def http_server():
     server.shutdown()
 
 
-def test_read_http(http_server):
+@pytest.fixture
+def allow_local_servers(monkeypatch):
+    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", "1")
+
+
+def test_read_http(http_server, allow_local_servers):
     base, picture = http_server
     assert read_url(f"{base}/a.png", "image_url") == picture
+    assert read_url(f"{base}/redirect?to=/a.png", "image_url") == picture
 
 
-def test_read_http_errors(http_server):
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/a.png",
+        "http://localhost:8080/a.png",
+        "http://10.1.2.3/a.png",
+        "http://192.168.0.1/a.png",
+        "http://172.16.5.4/a.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/a.png",
+        "http://[::ffff:127.0.0.1]/a.png",
+        "http://100.64.0.1/a.png",
+        "http://0.0.0.0/a.png",
+    ],
+)
+def test_private_addresses_are_refused(url, monkeypatch):
+    monkeypatch.delenv("SVD_ALLOW_PRIVATE_URLS", raising=False)
+    with pytest.raises(InputError, match="image_url: .*private or local address"):
+        read_url(url, "image_url")
+
+
+def test_redirects_are_checked_at_every_hop(http_server, monkeypatch):
+    base, picture = http_server
+    host = base.removeprefix("http://")
+    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", host)  # only this server
+    assert read_url(f"{base}/a.png", "image_url") == picture
+    inward = f"{base}/redirect?to=http://169.254.169.254/latest/meta-data/"
+    with pytest.raises(InputError, match="169.254.169.254 is a private or local address"):
+        read_url(inward, "image_url")
+    with pytest.raises(InputError, match="non-http URL"):
+        read_url(f"{base}/redirect?to=file:///etc/passwd", "image_url")
+    with pytest.raises(InputError, match="cannot resolve"):
+        read_url("http://no-such-host.invalid/a.png", "image_url")
+
+
+def test_read_http_errors(http_server, allow_local_servers):
     base, _ = http_server
     with pytest.raises(InputError, match=r"image_url: .*404"):
         read_url(f"{base}/missing", "image_url")
