@@ -31,8 +31,10 @@ def decode_image(data: bytes, field: str, *, max_pixels: int = MAX_PIXELS) -> Im
             img.load()
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(field, "not a readable image (or over the pixel limit)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(field, f"image is over the {max_pixels:,} pixel limit") from None
+    except UnidentifiedImageError:
+        raise InputError(field, "not a readable image") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(field, f"the image could not be decoded ({e})") from None
     img = ImageOps.exif_transpose(img)

@@ -62,6 +62,11 @@ class OutputStore:
         os.replace(tmp, path)
         return file
 
+    def discard(self, run_id: str) -> None:
+        """Remove what a run that failed half-way left behind."""
+        for path in self.root.glob(f"{run_id}*"):
+            path.unlink(missing_ok=True)
+
     def load(self, run_id: str) -> dict:
         """The record of `run_id`."""
         return json.loads((self.root / f"{run_id}.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import tempfile
@@ -31,6 +32,7 @@ from svd.session import (
     status_text,
 )
 
+log = logging.getLogger(__name__)
 TITLE = "SVD Studio"
 FIELD = SVDInput.model_fields
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -104,6 +106,9 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             raise gr.Error(str(e)) from None
         except Stopped:
             raise gr.Error("Stopped.", title="Stopped") from None
+        except Exception as e:  # whatever happens, the page keeps serving and says what
+            log.exception("generation failed")
+            raise gr.Error(f"generation failed: {type(e).__name__}: {e}") from None
         body = request_json(inp.model_copy(update={"seed": out.seed}))
         return local_path(out.image.url), str(out.seed), body, status_text(chosen)
 

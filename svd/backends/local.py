@@ -66,6 +66,15 @@ def load_controlnet(source: str, dtype: torch.dtype) -> ControlNetSDV:
     raise BackendError(f"could not load the ControlNet {source!r} (SVD_CONTROLNET): {error}")
 
 
+def _run_error(error: RuntimeError) -> BackendError:
+    """A failed run worded for the user; out of memory says what to lower."""
+    if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
+        return BackendError(
+            "out of memory: try fewer frames, a smaller size or a lower decode chunk size"
+        )
+    return BackendError(f"generation failed: {error}")
+
+
 class LocalBackend:
     """Runs SVD on this machine. `model`: hub id, local folder or "tiny" (`SVD_MODEL`)."""
 
@@ -208,6 +217,8 @@ class LocalBackend:
                     output_type="np",
                     callback_on_step_end=on_step_end,
                 ).frames[0]
+        except RuntimeError as e:  # torch's out-of-memory error is a RuntimeError too
+            raise _run_error(e) from e
         finally:
             self._run_lock.release()
             if self.device.startswith("cuda"):
@@ -218,12 +229,16 @@ class LocalBackend:
 
         emit(on_event, Stage("writing video"))
         run_id = self.store.new_id()
-        video = write_mp4(frames, inp.fps, self.store.video_path(run_id))
-        self.store.save_image(run_id, "input", image)
-        if moves is not None:
-            self.store.save_image(run_id, "mask", mask_image(moves))
-        if maps is not None:
-            self.store.save_image(run_id, "depth", depth_strip(maps))
+        try:
+            video = write_mp4(frames, inp.fps, self.store.video_path(run_id))
+            self.store.save_image(run_id, "input", image)
+            if moves is not None:
+                self.store.save_image(run_id, "mask", mask_image(moves))
+            if maps is not None:
+                self.store.save_image(run_id, "depth", depth_strip(maps))
+        except OSError as e:  # a full disk, a folder that cannot be written
+            self.store.discard(run_id)
+            raise BackendError(f"could not save the video in {self.store.root}: {e}") from e
         t_end = time.perf_counter()
         file = self.store.record(
             run_id,
