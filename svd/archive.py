@@ -147,17 +147,20 @@ def decode_depth(entry: Entry) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
 
 
-def fit_map(depth: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Fit a map to the video like the picture: cover, centre crop."""
+def fit_map(depth: np.ndarray, width: int, height: int, mode: str = "crop") -> np.ndarray:
+    """Fit a map to the video like the picture (crop: cover and cut; pad: bars of 0)."""
     img = Image.fromarray(depth.astype(np.float32), "F")
-    fitted = ImageOps.fit(img, (width, height), method=Image.Resampling.BILINEAR)
+    if mode == "pad":
+        fitted = ImageOps.pad(img, (width, height), method=Image.Resampling.BILINEAR, color=0)
+    else:
+        fitted = ImageOps.fit(img, (width, height), method=Image.Resampling.BILINEAR)
     return np.asarray(fitted, dtype=np.float32)
 
 
-def load_depth_maps(url: str, width: int, height: int, *, allow_local: bool = True) -> np.ndarray:
+def load_depth_maps(url: str, width: int, height: int, mode: str = "crop") -> np.ndarray:
     """The maps of the archive at `url`, fitted: float32 (frames, height, width) in 0-1."""
-    entries = read_archive(read_url(url, FIELD, allow_local=allow_local))
-    return np.stack([fit_map(decode_depth(e), width, height) for e in entries])
+    entries = read_archive(read_url(url, FIELD))
+    return np.stack([fit_map(decode_depth(e), width, height, mode) for e in entries])
 
 
 def depth_strip(maps: np.ndarray, height: int = 72) -> Image.Image:

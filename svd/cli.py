@@ -25,6 +25,10 @@ FIELDS = [  # (flag, fal field, type)
     ("--width", "width", int),
     ("--height", "height", int),
     ("--decode-chunk-size", "decode_chunk_size", int),
+    ("--control-scale", "control_scale", float),
+    ("--resize-mode", "resize_mode", str),
+    ("--loop", "loop", str),
+    ("--output-format", "output_format", str),
 ]
 
 

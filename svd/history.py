@@ -75,5 +75,8 @@ def settings(store: OutputStore, record: dict) -> dict:
         "height": inp.get("height") or 0,
         "decode_chunk_size": inp.get("decode_chunk_size") or 0,
         "control_scale": inp.get("control_scale", 1.0),
+        "resize_mode": inp.get("resize_mode", "crop"),
+        "loop": inp.get("loop", "none"),
+        "output_format": inp.get("output_format", "mp4"),
         "backend": record.get("backend", "local"),
     }

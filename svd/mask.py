@@ -18,13 +18,14 @@ FEATHER_PX = 3.0  # sigma of the pixel-space feather
 FEATHER_LATENT = 0.75  # sigma of the latent-space feather, in latent pixels
 
 
-def load_motion_mask(url: str, width: int, height: int) -> np.ndarray:
+def load_motion_mask(url: str, width: int, height: int, mode: str = "crop") -> np.ndarray:
     """Fetch a mask and fit it like the picture: (height, width) float32, 1 = moves, 0 = still.
 
-    Grey is partial motion; transparent pixels count as white (still).
+    Grey is partial motion; transparent pixels count as white (still), and so do pad bars.
     """
     img = load_image(url, "mask_image_url")
-    gray = np.asarray(fit_image(img, width, height).convert("L"), dtype=np.float32) / 255.0
+    fitted = fit_image(img, width, height, mode, fill=(255, 255, 255))
+    gray = np.asarray(fitted.convert("L"), dtype=np.float32) / 255.0
     return 1.0 - gray
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from svd.errors import InputError
 from svd.fetch import read_url
@@ -64,32 +64,54 @@ def load_image(url: str, field: str, *, allow_local: bool = True) -> Image.Image
     return decode_image(read_url(url, field, allow_local=allow_local), field)
 
 
-def fit_image(img: Image.Image, width: int, height: int) -> Image.Image:
-    """Cover `width`x`height`: scale to fill, then crop the centre (the aspect is kept)."""
+def fit_image(
+    img: Image.Image, width: int, height: int, mode: str = "crop", fill=(0, 0, 0)
+) -> Image.Image:
+    """Fit to `width`x`height`, the aspect kept. crop (and keep): scale to fill, cut the
+    centre; pad: scale to fit inside, bars of `fill` on the short sides."""
+    if mode == "pad":
+        return ImageOps.pad(img, (width, height), method=Image.Resampling.LANCZOS, color=fill)
     return ImageOps.fit(img, (width, height), method=Image.Resampling.LANCZOS)
 
 
-def write_mp4(frames: np.ndarray | list, fps: int, path: str | Path, *, crf: int = 17) -> Path:
-    """Write frames (N, H, W, 3; uint8, or float in 0-1) as H.264 yuv420p mp4 that browsers play.
+def keep_size(width: int, height: int, pixels: int) -> tuple[int, int]:
+    """The video size nearest the picture's aspect with about `pixels` pixels, sides
+    multiples of 64 (576x1024 for a portrait, 768x768 for a square, at SVD's size)."""
+    aspect = width / height
+    w = round((pixels * aspect) ** 0.5 / 64) * 64
+    h = round((pixels / aspect) ** 0.5 / 64) * 64
+    return min(max(w, 64), 2048), min(max(h, 64), 2048)
 
-    Odd sizes lose their last row or column (yuv420p needs even sizes). The file is written
-    beside `path` and renamed into place, so a reader never sees half a video.
+
+CODECS = {  # format: (codec, ffmpeg output options)
+    "mp4": ("libx264", ["-crf", "17", "-movflags", "+faststart", "-f", "mp4"]),
+    "webm": ("libvpx-vp9", ["-crf", "30", "-b:v", "0", "-row-mt", "1", "-f", "webm"]),
+}
+
+
+def write_video(frames: np.ndarray | list, fps: int, path: str | Path, fmt: str = "mp4") -> Path:
+    """Write frames (N, H, W, 3; uint8, or float in 0-1) as mp4 (H.264), webm (VP9) or gif.
+
+    mp4 and webm are yuv420p, which browsers play; odd sizes lose their last row or column.
+    The file is written beside `path` and renamed into place, so no reader sees half a file.
     """
+    if fmt == "gif":
+        return _write_gif(as_uint8_frames(frames), fps, Path(path))
     video = as_uint8_frames(frames)
     n, h, w = video.shape[:3]
     video = video[:, : h - h % 2, : w - w % 2]
     if n == 0 or video.shape[1] == 0 or video.shape[2] == 0:
-        raise ValueError("write_mp4 needs at least one frame of at least 2x2 pixels")
+        raise ValueError("a video needs at least one frame of at least 2x2 pixels")
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     writer = imageio_ffmpeg.write_frames(
         str(tmp),
         (video.shape[2], video.shape[1]),
         fps=fps,
-        codec="libx264",
+        codec=CODECS[fmt][0],
         pix_fmt_out="yuv420p",
         macro_block_size=1,
-        output_params=["-crf", str(crf), "-movflags", "+faststart", "-f", "mp4"],
+        output_params=CODECS[fmt][1],
         ffmpeg_log_level="error",
     )
     try:
@@ -98,6 +120,23 @@ def write_mp4(frames: np.ndarray | list, fps: int, path: str | Path, *, crf: int
             writer.send(np.ascontiguousarray(frame))
     finally:
         writer.close()
+    os.replace(tmp, path)
+    return path
+
+
+def write_mp4(frames: np.ndarray | list, fps: int, path: str | Path) -> Path:
+    """H.264 mp4 (see `write_video`)."""
+    return write_video(frames, fps, path, "mp4")
+
+
+def _write_gif(video: np.ndarray, fps: int, path: Path) -> Path:
+    if len(video) == 0:
+        raise ValueError("a gif needs at least one frame")
+    images = [Image.fromarray(f).quantize(256, dither=Image.Dither.FLOYDSTEINBERG) for f in video]
+    tmp = path.with_name(path.name + ".part")
+    images[0].save(
+        tmp, "GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+    )
     os.replace(tmp, path)
     return path
 
@@ -116,6 +155,10 @@ def as_uint8_frames(frames: np.ndarray | list) -> np.ndarray:
 
 def read_video(path: str | Path) -> tuple[np.ndarray, float]:
     """Decode a video file to (frames (N, H, W, 3) uint8, fps)."""
+    if Path(path).suffix.lower() == ".gif":  # ffmpeg would resample a gif to its own rate
+        with Image.open(path) as gif:
+            frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+            return np.stack(frames), 1000.0 / (gif.info.get("duration") or 100)
     reader = imageio_ffmpeg.read_frames(str(path))
     meta = next(reader)
     w, h = meta["size"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -73,6 +73,18 @@ class SVDInput(BaseModel):
             description="Strength of the depth control maps.",
         ),
     ] = 1.0
+    resize_mode: Annotated[
+        Literal["crop", "pad", "keep"],
+        Field(description="crop: fill and cut (fal's); pad: add bars; keep: the picture's shape."),
+    ] = "crop"
+    loop: Annotated[
+        Literal["none", "pingpong", "crossfade"],
+        Field(description="Make the last frame flow into the first."),
+    ] = "none"
+    output_format: Annotated[
+        Literal["mp4", "webm", "gif"],
+        Field(description="mp4 (H.264), webm (VP9) or gif."),
+    ] = "mp4"
     decode_chunk_size: Annotated[
         int | None,
         _int(1, 64, description="Frames decoded at once; lower saves memory."),

@@ -76,8 +76,8 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
 
     def generate(
         image, strokes, mask_file, control_maps, motion_bucket_id, cond_aug, seed, steps,
-        fps, num_frames, width, height, decode_chunk_size, control_scale, backend_name,
-        fal_key, request: gr.Request, progress=gr.Progress(),
+        fps, num_frames, width, height, decode_chunk_size, control_scale, resize_mode, loop,
+        output_format, backend_name, fal_key, request: gr.Request, progress=gr.Progress(),
     ):  # fmt: skip
         if not image:
             raise gr.Error("image_url: upload an image first")
@@ -99,6 +99,9 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                     "height": int(height) or None,
                     "decode_chunk_size": int(decode_chunk_size) or None,
                     "control_scale": float(control_scale),
+                    "resize_mode": resize_mode,
+                    "loop": loop,
+                    "output_format": output_format,
                 }
             )
             out = run_on_gpu(chosen, inp, progress_reporter(progress, stop))
@@ -130,8 +133,8 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         return (
             s["image"], s["mask_file"], s["control_maps"], s["motion_bucket_id"], s["cond_aug"],
             s["steps"], s["seed"], s["fps"], s["num_frames"], s["width"], s["height"],
-            s["decode_chunk_size"], s["control_scale"],
-            s["backend"] if s["backend"] in ("local", "fal") else backend.name,
+            s["decode_chunk_size"], s["control_scale"], s["resize_mode"], s["loop"],
+            s["output_format"], s["backend"] if s["backend"] in ("local", "fal") else backend.name,
         )  # fmt: skip
 
     with gr.Blocks(title=TITLE) as app:
@@ -212,6 +215,20 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                         "control_scale", "Depth control strength", "0 ignores the maps.", 0.05,
                         "control-scale",
                     )  # fmt: skip
+                    with gr.Row():
+                        resize_mode = gr.Radio(
+                            ["crop", "pad", "keep"], value="crop", label="Fit the picture",
+                            info="crop: fill, cut edges (fal's); pad: bars; keep: its shape.",
+                            elem_id="resize-mode",
+                        )  # fmt: skip
+                        loop = gr.Radio(
+                            ["none", "pingpong", "crossfade"], value="none", label="Loop",
+                            info="Make the end flow into the start.", elem_id="loop",
+                        )  # fmt: skip
+                        output_format = gr.Radio(
+                            ["mp4", "webm", "gif"], value="mp4", label="Format",
+                            elem_id="output-format",
+                        )  # fmt: skip
                 with gr.Accordion("Backend", open=False):
                     backend_name = gr.Radio(
                         ["local", "fal"], value=backend.name, label="Run on",
@@ -268,13 +285,15 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         dice.click(lambda: str(random.randrange(2**32)), outputs=seed, api_name=False)
         settings = [
             image, mask_file, control_maps, motion, cond_aug, steps, seed, fps, num_frames,
-            width, height, decode_chunk, control_scale, backend_name,
+            width, height, decode_chunk, control_scale, resize_mode, loop, output_format,
+            backend_name,
         ]  # fmt: skip
         button.click(
             generate,
             inputs=[
                 image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps, fps,
-                num_frames, width, height, decode_chunk, control_scale, backend_name, fal_key,
+                num_frames, width, height, decode_chunk, control_scale, resize_mode, loop,
+                output_format, backend_name, fal_key,
             ],
             outputs=[video, seed_used, body, status],
             api_name="generate",

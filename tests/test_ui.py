@@ -19,6 +19,9 @@ DEFAULTS = {
     "height": 0,
     "decode_chunk_size": 0,
     "control_scale": 1.0,
+    "resize_mode": "crop",
+    "loop": "none",
+    "output_format": "mp4",
     "backend_name": "local",
     "fal_key": "",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import time
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import httpx
@@ -13,7 +13,9 @@ import httpx
 from svd.backends.base import EventHandler, Log, Queued, Stage, emit
 from svd.errors import BackendError, InputError
 from svd.fetch import read_url
+from svd.media import read_video, write_video
 from svd.outputs import OutputStore
+from svd.post import apply_loop
 from svd.schema import SVDInput, SVDOutput
 
 DEFAULT_ENDPOINT = "fal-ai/svd"
@@ -131,6 +133,8 @@ class FalBackend:
         run_id = self.store.new_id()
         path = self.store.video_path(run_id, _suffix(video))
         path.write_bytes(self._download(video["url"]))
+        if inp.loop != "none" or path.suffix != f".{inp.output_format}":
+            path = self._finish_locally(path, inp, run_id)
         seed = result.get("seed", inp.seed)
         t_end = time.perf_counter()
         file = self.store.record(
@@ -175,6 +179,15 @@ class FalBackend:
                     f"request {handle.request_id} was cancelled on fal"
                 )
         return None
+
+    def _finish_locally(self, path: Path, inp: SVDInput, run_id: str) -> Path:
+        """Loops and formats are ours: applied to fal's video once it is here."""
+        frames, fps = read_video(path)
+        target = self.store.video_path(run_id, f".{inp.output_format}")
+        write_video(apply_loop(frames, inp.loop), round(fps) or inp.fps, target, inp.output_format)
+        if path != target:
+            path.unlink()
+        return target
 
     def _remote_url(self, client, url: str, field: str) -> str:
         """http(s) URLs go as they are; files and data: URIs are uploaded to fal first."""

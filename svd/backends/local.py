@@ -19,8 +19,9 @@ from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
 from svd.errors import BackendError
 from svd.mask import MotionMask, load_motion_mask, mask_image
-from svd.media import fit_image, load_image, write_mp4
+from svd.media import fit_image, keep_size, load_image, write_video
 from svd.outputs import OutputStore
+from svd.post import apply_loop
 from svd.schema import SVDInput, SVDOutput
 
 log = logging.getLogger(__name__)
@@ -169,18 +170,18 @@ class LocalBackend:
         if not self.loaded:
             emit(on_event, Stage("loading model"))
         pipe = self.load()
-        width, height = self._size(inp)
-        image = fit_image(image, width, height)
+        width, height = self._size(inp, image.size)
+        image = fit_image(image, width, height, inp.resize_mode)
         num_frames = inp.num_frames or pipe.unet.config.num_frames or TINY_FRAMES
         maps, control = None, contextlib.nullcontext()
         if inp.control_maps_data_url:
-            maps = load_depth_maps(inp.control_maps_data_url, width, height)
+            maps = load_depth_maps(inp.control_maps_data_url, width, height, inp.resize_mode)
             num_frames = len(maps)  # one frame per map
             cond = maps_to_cond(maps, pipe.device, pipe.unet.dtype)
             control = depth_control(pipe.unet, self.load_controlnet(), cond, inp.control_scale)
         moves = None
         if inp.mask_image_url:
-            moves = load_motion_mask(inp.mask_image_url, width, height)
+            moves = load_motion_mask(inp.mask_image_url, width, height, inp.resize_mode)
         mask = None  # everything moves: exactly a run without a mask
         if moves is not None and moves.min() < 1.0:
             mask = MotionMask(moves, image, (seed + MASK_SEED_OFFSET) % 2**64)
@@ -225,12 +226,14 @@ class LocalBackend:
                 torch.cuda.empty_cache()
         if mask is not None:
             frames = mask.composite(frames)
+        frames = apply_loop(frames, inp.loop)
         t_run = time.perf_counter()
 
         emit(on_event, Stage("writing video"))
         run_id = self.store.new_id()
         try:
-            video = write_mp4(frames, inp.fps, self.store.video_path(run_id))
+            path = self.store.video_path(run_id, f".{inp.output_format}")
+            video = write_video(frames, inp.fps, path, inp.output_format)
             self.store.save_image(run_id, "input", image)
             if moves is not None:
                 self.store.save_image(run_id, "mask", mask_image(moves))
@@ -263,8 +266,10 @@ class LocalBackend:
         )
         return SVDOutput(image=file, seed=seed)
 
-    def _size(self, inp: SVDInput) -> tuple[int, int]:
+    def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
         width, height = self.default_size()
+        if inp.resize_mode == "keep" and not (inp.width or inp.height):
+            width, height = keep_size(*picture, width * height)
         return inp.width or width, inp.height or height
 
     def _decode_chunk(self, num_frames: int) -> int:

@@ -1,0 +1,88 @@
+"""Beyond fal: the picture's shape, loops and formats, on both backends."""
+
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from svd.media import keep_size, read_video
+from svd.post import apply_loop
+from svd.schema import SVDInput
+
+from .conftest import SMALL
+
+
+def run(backend, picture, **fields):
+    out = backend.generate(SVDInput(image_url=picture, **{**SMALL, "seed": 2, **fields}))
+    return out, read_video(urlparse(out.image.url).path)[0].astype(np.float32)
+
+
+def test_keep_size_follows_the_picture():
+    pixels = 1024 * 576
+    assert keep_size(1024, 576, pixels) == (1024, 576)
+    assert keep_size(576, 1024, pixels) == (576, 1024)  # portraits stay portraits
+    assert keep_size(1000, 1000, pixels) == (768, 768)
+    assert keep_size(100_000, 10, pixels) == (2048, 64)
+
+
+def test_resize_modes(tiny_backend, tmp_path):
+    portrait = tmp_path / "portrait.png"
+    Image.new("RGB", (300, 600), (250, 250, 250)).save(portrait)
+    _, kept = run(tiny_backend, str(portrait), width=None, height=None, resize_mode="keep")
+    assert kept.shape[1] > kept.shape[2]  # taller than wide
+    out, padded = run(tiny_backend, str(portrait), resize_mode="pad", steps=1)
+    assert padded.shape[1:3] == (128, 192)
+    video = urlparse(out.image.url).path
+    fitted = np.asarray(Image.open(video.replace(".mp4", ".input.png")), np.float32)
+    assert fitted[:, :40].max() == 0 and fitted[:, 80:110].min() > 240  # bars beside it
+
+
+def test_loops_join_the_ends():
+    t = np.arange(12, dtype=np.float32)[:, None, None, None] * np.ones((12, 2, 2, 3), np.float32)
+    ping = apply_loop(t, "pingpong")
+    assert len(ping) == 22 and ping[11, 0, 0, 0] == 11 and ping[-1, 0, 0, 0] == 1
+    fade = apply_loop(t, "crossfade")
+    steps = np.abs(np.diff(np.concatenate([fade, fade[:1]]), axis=0)).max(axis=(1, 2, 3))
+    assert len(fade) == 9 and steps.max() <= 2 * np.median(steps) + 1e-6  # no jump at the seam
+    assert apply_loop(t[:2], "crossfade").shape == (2, 2, 2, 3)
+
+
+def seam(frames):
+    """The last-to-first step against the median adjacent step."""
+    steps = [np.abs(frames[i + 1] - frames[i]).mean() for i in range(len(frames) - 1)]
+    return np.abs(frames[0] - frames[-1]).mean(), np.median(steps)
+
+
+@pytest.mark.parametrize("loop, frames", [("pingpong", 10), ("crossfade", 5)])
+def test_loop_on_a_generated_video(tiny_backend, picture_path, loop, frames):
+    _, video = run(tiny_backend, picture_path, loop=loop)
+    assert len(video) == frames
+    last_to_first, typical = seam(video)
+    assert last_to_first <= 1.5 * typical + 1
+
+
+@pytest.mark.parametrize(
+    "fmt, kind, head", [("webm", "video/webm", b"\x1aE\xdf\xa3"), ("gif", "image/gif", b"GIF8")]
+)
+def test_formats(tiny_backend, picture_path, fmt, kind, head):
+    out, video = run(tiny_backend, picture_path, output_format=fmt)
+    path = urlparse(out.image.url).path
+    assert out.image.content_type == kind and out.image.file_name.endswith(f".{fmt}")
+    assert open(path, "rb").read(4) == head and video.shape == (6, 128, 192, 3)
+
+
+def test_fal_videos_get_loops_and_formats_here(monkeypatch, tmp_path, picture_path):
+    from svd.backends.fal import FalBackend
+
+    from .fal_emulator import FalEmulator, point_fal_client_at
+
+    with FalEmulator(key="k") as fal:
+        point_fal_client_at(fal, monkeypatch)
+        backend = FalBackend(output_dir=tmp_path, poll_interval=0.01)
+        out = backend.generate(
+            SVDInput(image_url=picture_path, loop="pingpong", output_format="gif")
+        )
+    frames = read_video(urlparse(out.image.url).path)[0]
+    assert len(frames) == 6 and out.image.content_type == "image/gif"  # 4 frames, ping-ponged
+    assert "loop" not in fal.requests[-1].body and list(tmp_path.glob("*.mp4")) == []
