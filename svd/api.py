@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -29,7 +30,7 @@ def check_key(request: Request) -> None:
         return
     given = request.headers.get("authorization", "")
     scheme, _, value = given.partition(" ")
-    if scheme.lower() != "key" or not secrets.compare_digest(value.strip(), key):
+    if scheme.lower() != "key" or not secrets.compare_digest(value.strip().encode(), key.encode()):
         raise HTTPException(401, "Missing or wrong API key: send 'Authorization: Key <key>'")
 
 
@@ -38,17 +39,24 @@ def refuse_local_paths(inp: SVDInput) -> None:
     errors = []
     for name in URL_FIELDS:
         value = getattr(inp, name)
-        if value and urlparse(value.strip()).scheme.lower() not in ("http", "https", "data"):
+        try:
+            scheme = urlparse(value.strip()).scheme.lower() if value else "data"
+        except ValueError:
+            scheme = "malformed"
+        if scheme not in ("http", "https", "data"):
             msg = "must be an http(s) URL or a data: URI; local paths are not accepted here"
             errors.append({"loc": ["body", name], "msg": msg, "type": "value_error"})
     if errors:
         raise HTTPException(422, errors)
 
 
-def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64) -> FastAPI:
-    """A FastAPI app with the fal routes for `backend`; mount the page on it afterwards."""
+def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, run=None) -> FastAPI:
+    """A FastAPI app with the fal routes for `backend`; mount the page on it afterwards.
+
+    `run(backend, inp, on_event)` runs one request (the page's ZeroGPU wrapper, say).
+    """
     output_dir = Path(output_dir).resolve()
-    jobs = JobQueue(backend, max_size=queue_size)
+    jobs = JobQueue(backend, max_size=queue_size, run=run)
     api = FastAPI(title="SVD Studio API", description="fal-ai/svd, self-hosted.")
     router = APIRouter(dependencies=[Depends(check_key)], tags=["fal-ai/svd"])
 
@@ -87,9 +95,13 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64) ->
         }
 
     @router.post(f"/{APP_ID}", response_model=SVDOutput, summary="Run and wait for the video")
-    def run(inp: SVDInput, request: Request):
+    async def run(inp: SVDInput, request: Request):
         job = submit(inp)
-        job.done.wait()
+        while not job.done.is_set():  # waits without holding a thread
+            if await request.is_disconnected():
+                jobs.cancel(job)  # nobody is left to take the video
+                return JSONResponse({"detail": "client went away"}, status_code=499)
+            await asyncio.sleep(0.1)
         return result(request, job)
 
     @router.post(f"/queue/{APP_ID}", summary="Queue a request")
@@ -127,7 +139,8 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64) ->
     @api.get("/outputs/{name}", include_in_schema=False, name="output_file")
     def output_file(name: str):
         path = output_dir / name
-        if not SAFE_NAME.match(name) or not path.is_file():
+        is_video = path.suffix in CONTENT_TYPES and not name.endswith(".part")
+        if not SAFE_NAME.match(name) or not is_video or not path.is_file():
             raise HTTPException(404, "No such file")
         kind = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
         return FileResponse(path, media_type=kind)  # answers byte ranges, for seeking

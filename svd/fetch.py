@@ -9,7 +9,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from urllib.parse import unquote, unquote_to_bytes, urlparse
+from urllib.parse import unquote, unquote_to_bytes, urljoin, urlparse
 
 import httpx
 
@@ -30,7 +30,10 @@ def read_url(
 ) -> bytes:
     """The bytes at `url`; InputError naming `field` when it cannot be read."""
     url = url.strip()
-    scheme = urlparse(url).scheme.lower()
+    try:
+        scheme = urlparse(url).scheme.lower()
+    except ValueError:
+        raise InputError(field, f"malformed URL {url!r}") from None
     if scheme == "data":
         return _read_data_uri(url, field, max_bytes)
     if scheme in ("http", "https"):
@@ -90,16 +93,23 @@ def _allowed_private() -> set[str] | None:
     return {part.strip().lower() for part in value.split(",") if part.strip()}
 
 
-def check_public(url: str, field: str) -> None:
-    """Refuse URLs whose host is loopback, private, link-local or otherwise not public."""
-    parts = urlparse(url)
-    host = (parts.hostname or "").lower()
+def check_public(url: str, field: str) -> str | None:
+    """Refuse URLs whose host is loopback, private, link-local or otherwise not public.
+
+    Returns the checked address to connect to (None where SVD_ALLOW_PRIVATE_URLS allows the
+    host), so a second DNS answer cannot point the request elsewhere.
+    """
+    try:
+        parts = urlparse(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise InputError(field, f"malformed URL {url!r}") from None
     if not host:
         raise InputError(field, f"no host in {url!r}")
     allowed = _allowed_private()
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = port or (443 if parts.scheme == "https" else 80)
     if allowed is None or host in allowed or f"{host}:{port}" in allowed:
-        return
+        return None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
@@ -114,6 +124,18 @@ def check_public(url: str, field: str) -> None:
                 f"{host} is a private or local address ({ip}); "
                 "set SVD_ALLOW_PRIVATE_URLS to allow it",
             )
+    return infos[0][4][0]
+
+
+def _pinned(url: str, address: str | None) -> tuple[str, dict, dict]:
+    """The URL aimed at the checked address, with the Host header and TLS name of the host."""
+    if address is None:
+        return url, {}, {}
+    parts = urlparse(url)
+    ip = f"[{address}]" if ":" in address else address
+    netloc = ip if parts.port is None else f"{ip}:{parts.port}"
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": parts.netloc}, extensions
 
 
 def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
@@ -121,13 +143,19 @@ def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
             for _ in range(MAX_REDIRECTS + 1):
-                check_public(url, field)  # every hop: a redirect may point inwards
-                request = client.build_request("GET", url)
+                address = check_public(url, field)  # every hop: a redirect may point inwards
+                target, headers, extensions = _pinned(url, address)
+                request = client.build_request(
+                    "GET", target, headers=headers, extensions=extensions
+                )
                 r = client.send(request, stream=True)
                 if not r.is_redirect:
                     break
                 r.close()
-                url = str(r.next_request.url) if r.next_request else url
+                location = r.headers.get("location")
+                if not location:
+                    raise InputError(field, f"a redirect without a Location from {url}")
+                url = urljoin(url, location)
                 if urlparse(url).scheme not in ("http", "https"):
                     raise InputError(field, f"redirected to a non-http URL: {url}")
             else:

@@ -46,25 +46,29 @@ def gallery(records: list[dict], store: OutputStore) -> list[tuple[str, str]]:
 def kept_file(store: OutputStore, record: dict, name: str, url: str | None) -> str | None:
     """A file the run kept (<id>.<name>.png), else the input's own file if it still exists."""
     kept = store.root / f"{record['id']}.{name}.png"
-    if kept.is_file():
-        return str(kept)
-    if url and not url.startswith("data:"):
-        path = Path(unquote(urlparse(url).path)) if url.startswith("file:") else Path(url)
-        if urlparse(url).scheme in ("http", "https"):
-            return url
-        if path.is_file():
-            return str(path)
-    return None
+    return str(kept) if kept.is_file() else still_there(url)
+
+
+def still_there(url: str | None) -> str | None:
+    """An input URL worth offering again: http(s) as it is, a local file if it still exists."""
+    if not url or url.startswith("data:"):
+        return None
+    if urlparse(url).scheme in ("http", "https"):
+        return url
+    path = Path(unquote(urlparse(url).path)) if url.startswith("file:") else Path(url)
+    try:
+        return str(path) if path.is_file() else None
+    except OSError:  # a name too long for this system, say
+        return None
 
 
 def settings(store: OutputStore, record: dict) -> dict:
     """The page's input values that remake the record's video."""
     inp = record.get("input") or {}
-    maps = inp.get("control_maps_data_url")
     return {
         "image": kept_file(store, record, "input", inp.get("image_url")),
         "mask_file": kept_file(store, record, "mask", inp.get("mask_image_url")),
-        "control_maps": maps if maps and Path(maps).is_file() else None,
+        "control_maps": still_there(inp.get("control_maps_data_url")),
         "motion_bucket_id": inp.get("motion_bucket_id", 127),
         "cond_aug": inp.get("cond_aug", 0.02),
         "steps": inp.get("steps", 20),

@@ -22,7 +22,7 @@ class Cancelled(Exception):
 @dataclass
 class Job:
     id: str
-    inp: SVDInput
+    inp: SVDInput | None
     status: str = "IN_QUEUE"  # then IN_PROGRESS, then COMPLETED
     logs: list[dict] = field(default_factory=list)
     output: dict | None = None
@@ -38,8 +38,9 @@ class Job:
 class JobQueue:
     """Runs jobs on `backend` in submission order on one worker thread."""
 
-    def __init__(self, backend: Backend, max_size: int = 64):
+    def __init__(self, backend: Backend, max_size: int = 64, run=None):
         self.backend = backend
+        self.run = run or (lambda backend, inp, on_event: backend.generate(inp, on_event))
         self.max_size = max_size
         self._pending: collections.deque[Job] = collections.deque()
         self._jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
@@ -102,7 +103,7 @@ class JobQueue:
                 job.log(event.message)
 
         try:
-            out = self.backend.generate(job.inp, on_event)
+            out = self.run(self.backend, job.inp, on_event)
         except Cancelled:
             self._finish(job, error=(400, "Request was cancelled"))
         except InputError as e:
@@ -119,6 +120,7 @@ class JobQueue:
 
     def _finish(self, job: Job, output: dict | None = None, error=None) -> None:
         job.output, job.error = output, error
+        job.inp = None  # a data: URI can be large; the record keeps what matters
         if error is not None:
             job.log(f"error: {error[1]}")
         job.status = "COMPLETED"

@@ -78,9 +78,11 @@ class MotionMask:
         vae_dtype = torch.float32 if upcast else vae.dtype
         if upcast:
             vae.to(dtype=torch.float32)
-        latent = vae.encode(pixels.to(device, vae_dtype)).latent_dist.mode()
-        if upcast:
-            vae.to(dtype=torch.float16)
+        try:
+            latent = vae.encode(pixels.to(device, vae_dtype)).latent_dist.mode()
+        finally:
+            if upcast:
+                vae.to(dtype=torch.float16)
         self._still_latent = (latent * vae.config.scaling_factor).to(dtype).unsqueeze(1)
         generator = torch.Generator("cpu").manual_seed(self.seed)
         noise = torch.randn(latent_shape, generator=generator, dtype=torch.float32)

@@ -46,19 +46,41 @@ class Backends:
 
 
 class StopSwitch:
-    """One stop flag per browser session; a run checks it at every progress event."""
+    """Stop requests per browser session, heard by a run whether it runs or still waits.
+
+    `queued` is called when Generate is clicked (before the queue), `started` and `ended`
+    by the run itself; Stop raises the flag while the session has a run queued or running.
+    """
 
     def __init__(self):
+        self._lock = threading.Lock()
         self._flags: dict[str, threading.Event] = {}
+        self._queued: dict[str, int] = {}
+        self._running: dict[str, int] = {}
 
-    def arm(self, session: str) -> threading.Event:
-        flag = self._flags.setdefault(session, threading.Event())
-        flag.clear()
-        return flag
+    def queued(self, session: str) -> None:
+        with self._lock:
+            self._queued[session] = self._queued.get(session, 0) + 1
+
+    def started(self, session: str) -> threading.Event:
+        with self._lock:
+            if self._queued.get(session, 0) > 0:
+                self._queued[session] -= 1
+            self._running[session] = self._running.get(session, 0) + 1
+            return self._flags.setdefault(session, threading.Event())
+
+    def ended(self, session: str) -> None:
+        with self._lock:
+            self._running[session] = max(0, self._running.get(session, 0) - 1)
+            if not self._running[session] and not self._queued.get(session):
+                self._flags.pop(session, threading.Event()).clear()
+                self._running.pop(session, None)
+                self._queued.pop(session, None)
 
     def stop(self, session: str) -> None:
-        if session in self._flags:
-            self._flags[session].set()
+        with self._lock:
+            if self._queued.get(session) or self._running.get(session):
+                self._flags.setdefault(session, threading.Event()).set()
 
 
 def status_text(backend: Backend) -> str:

@@ -79,10 +79,13 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         fps, num_frames, width, height, decode_chunk_size, control_scale, resize_mode, loop,
         output_format, backend_name, fal_key, request: gr.Request, progress=gr.Progress(),
     ):  # fmt: skip
-        if not image:
-            raise gr.Error("image_url: upload an image first")
-        stop = stops.arm(request.session_hash if request else "")
+        session = request.session_hash if request else ""
+        stop = stops.started(session)
         try:
+            if stop.is_set():  # Stop was pressed while this run waited in the queue
+                raise Stopped
+            if not image:
+                raise InputError("image_url", "upload an image first")
             chosen = backends.pick(backend_name, (fal_key or "").strip() or None)
             inp = parse_input(
                 {
@@ -112,11 +115,16 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         except Exception as e:  # whatever happens, the page keeps serving and says what
             log.exception("generation failed")
             raise gr.Error(f"generation failed: {type(e).__name__}: {e}") from None
+        finally:
+            stops.ended(session)
         body = request_json(inp.model_copy(update={"seed": out.seed}))
         return local_path(out.image.url), str(out.seed), body, status_text(chosen)
 
     def stop(request: gr.Request):
         stops.stop(request.session_hash if request else "")
+
+    def queued(request: gr.Request):
+        stops.queued(request.session_hash if request else "")
 
     def shown():
         records = history.entries(store)
@@ -288,7 +296,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             width, height, decode_chunk, control_scale, resize_mode, loop, output_format,
             backend_name,
         ]  # fmt: skip
-        button.click(
+        button.click(queued, queue=False, api_name=False).then(
             generate,
             inputs=[
                 image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps, fps,
@@ -337,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     page = build_app(backend, **options)
     page.queue(max_size=64)
     server = gr.mount_gradio_app(
-        build_api(backend, out_dir),  # the fal-compatible routes, on the same port
+        build_api(backend, out_dir, run=run_on_gpu),  # the fal-compatible routes, same port
         page,
         path="/",
         root_path=args.root_path,

@@ -244,3 +244,24 @@ def test_frames_from_pil_and_bad_shapes():
     assert as_uint8_frames(pil).shape == (2, 8, 16, 3)
     with pytest.raises(ValueError, match="expected frames"):
         as_uint8_frames(np.zeros((2, 8, 8), np.uint8))
+
+
+def test_requests_go_to_the_checked_address(http_server):
+    import httpx
+
+    from svd.fetch import _pinned
+
+    base, picture = http_server
+    port = base.rsplit(":", 1)[1]
+    target, headers, extensions = _pinned(f"http://example.com:{port}/a.png", "127.0.0.1")
+    assert target == f"http://127.0.0.1:{port}/a.png" and headers == {"Host": f"example.com:{port}"}
+    assert httpx.get(target, headers=headers).content == picture
+    target, headers, extensions = _pinned("https://example.com/x?y=1", "2001:db8::1")
+    assert target == "https://[2001:db8::1]/x?y=1" and extensions == {"sni_hostname": "example.com"}
+
+
+@pytest.mark.parametrize("url", ["http://[::1/a.png", "http://example.com:99999/a.png"])
+def test_malformed_urls(url, monkeypatch):
+    monkeypatch.delenv("SVD_ALLOW_PRIVATE_URLS", raising=False)
+    with pytest.raises(InputError, match="image_url: malformed URL"):
+        read_url(url, "image_url")

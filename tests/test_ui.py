@@ -168,3 +168,18 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     assert s["image"].endswith(".input.png") and s["mask_file"].endswith(".mask.png")
     assert (s["seed"], s["motion_bucket_id"], s["num_frames"], s["width"]) == ("42", 33, 6, 192)
     assert s["decode_chunk_size"] == 0 and s["backend"] == "local"
+
+
+def test_stop_reaches_a_run_that_still_waits():
+    from svd.session import StopSwitch
+
+    stops = StopSwitch()
+    stops.stop("a")  # nothing queued or running: ignored
+    assert not stops.started("a").is_set()
+    stops.ended("a")
+    stops.queued("a")
+    stops.stop("a")  # pressed while the run waits in the queue
+    flag = stops.started("a")
+    assert flag.is_set()
+    stops.ended("a")
+    assert not stops.started("a").is_set()  # the next run starts clean

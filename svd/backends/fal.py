@@ -19,6 +19,7 @@ from svd.post import apply_loop
 from svd.schema import SVDInput, SVDOutput
 
 DEFAULT_ENDPOINT = "fal-ai/svd"
+MAX_VIDEO_BYTES = 2 * 1024**3
 URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url")
 SNIFF = [  # leading bytes -> content type, for uploads whose name says nothing
     (b"\x89PNG", "image/png"),
@@ -112,15 +113,15 @@ class FalBackend:
             handle = client.submit(self.endpoint, arguments)
             error = self._follow(handle, on_event, time.monotonic() + self.timeout)
             result = handle.get(interval=self.poll_interval)  # a failed run raises its 4xx here
-        except fal_client.client.FalClientHTTPError as e:
-            raise self._http_error(e.status_code, e.message) from None
-        except httpx.HTTPStatusError as e:  # storage routes raise plain httpx errors
-            raise self._http_error(e.response.status_code, e.response.text) from None
-        except httpx.HTTPError as e:
-            raise BackendError(f"could not reach fal: {e}") from None
-        except BaseException:
+        except BaseException as e:
             if handle is not None:  # stopped by the caller or failed: free fal's worker
                 _cancel_quietly(handle)
+            if isinstance(e, fal_client.client.FalClientHTTPError):
+                raise self._http_error(e.status_code, e.message) from None
+            if isinstance(e, httpx.HTTPStatusError):  # storage routes raise plain httpx errors
+                raise self._http_error(e.response.status_code, e.response.text) from None
+            if isinstance(e, httpx.HTTPError):
+                raise BackendError(f"could not reach fal: {e}") from None
             raise
         t_remote = time.perf_counter()
 
@@ -129,13 +130,18 @@ class FalBackend:
             if error:
                 raise BackendError(f"fal: the request failed: {_short(error)}")
             raise BackendError(f"fal returned no video (keys: {', '.join(result) or 'none'})")
+        seed = result.get("seed", inp.seed)
+        if not isinstance(seed, int):
+            raise BackendError("fal returned no seed")
         emit(on_event, Stage("downloading video"))
         run_id = self.store.new_id()
-        path = self.store.video_path(run_id, _suffix(video))
-        path.write_bytes(self._download(video["url"]))
-        if inp.loop != "none" or path.suffix != f".{inp.output_format}":
-            path = self._finish_locally(path, inp, run_id)
-        seed = result.get("seed", inp.seed)
+        try:
+            path = self._download(video["url"], self.store.video_path(run_id, _suffix(video)))
+            if inp.loop != "none" or path.suffix != f".{inp.output_format}":
+                path = self._finish_locally(path, inp, run_id)
+        except OSError as e:
+            self.store.discard(run_id)
+            raise BackendError(f"could not save the video in {self.store.root}: {e}") from e
         t_end = time.perf_counter()
         file = self.store.record(
             run_id,
@@ -202,13 +208,27 @@ class FalBackend:
             kind = url[5:].split(",", 1)[0].split(";", 1)[0] or content_type_of(data)
         return client.upload(data, kind, name)
 
-    def _download(self, url: str) -> bytes:
+    def _download(self, url: str, path: Path) -> Path:
+        """Stream fal's video into `path` (through a .part file), at most MAX_VIDEO_BYTES."""
+        tmp = path.with_name(path.name + ".part")
         try:
-            r = httpx.get(url, timeout=self.timeout, follow_redirects=True)
-            r.raise_for_status()
+            with httpx.stream("GET", url, timeout=self.timeout, follow_redirects=True) as r:
+                r.raise_for_status()
+                size = 0
+                with open(tmp, "wb") as f:
+                    for chunk in r.iter_bytes():
+                        size += len(chunk)
+                        if size > MAX_VIDEO_BYTES:
+                            raise BackendError("fal's video is larger than 2 GB")
+                        f.write(chunk)
         except httpx.HTTPError as e:
+            tmp.unlink(missing_ok=True)
             raise BackendError(f"could not download the video from fal: {e}") from None
-        return r.content
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.replace(tmp, path)
+        return path
 
     def _http_error(self, code: int, detail) -> Exception:
         if code in (401, 403):

@@ -107,6 +107,7 @@ class LocalBackend:
             self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._waiting = 0
 
     @property
@@ -239,31 +240,31 @@ class LocalBackend:
                 self.store.save_image(run_id, "mask", mask_image(moves))
             if maps is not None:
                 self.store.save_image(run_id, "depth", depth_strip(maps))
+            t_end = time.perf_counter()
+            file = self.store.record(
+                run_id,
+                video,
+                inp,
+                seed,
+                backend=self.name,
+                model=self.model,
+                device=self.device,
+                dtype=str(self.dtype).removeprefix("torch."),
+                controlnet=(self.controlnet or DEFAULT_CONTROLNET) if maps is not None else None,
+                width=width,
+                height=height,
+                num_frames=num_frames,
+                timings={
+                    "inputs_s": round(t_inputs - t0, 3),
+                    "waited_s": round(t_start - t_inputs, 3),
+                    "generate_s": round(t_run - t_start, 3),
+                    "write_s": round(t_end - t_run, 3),
+                    "total_s": round(t_end - t0, 3),
+                },
+            )
         except OSError as e:  # a full disk, a folder that cannot be written
             self.store.discard(run_id)
             raise BackendError(f"could not save the video in {self.store.root}: {e}") from e
-        t_end = time.perf_counter()
-        file = self.store.record(
-            run_id,
-            video,
-            inp,
-            seed,
-            backend=self.name,
-            model=self.model,
-            device=self.device,
-            dtype=str(self.dtype).removeprefix("torch."),
-            controlnet=(self.controlnet or DEFAULT_CONTROLNET) if maps is not None else None,
-            width=width,
-            height=height,
-            num_frames=num_frames,
-            timings={
-                "inputs_s": round(t_inputs - t0, 3),
-                "waited_s": round(t_start - t_inputs, 3),
-                "generate_s": round(t_run - t_start, 3),
-                "write_s": round(t_end - t_run, 3),
-                "total_s": round(t_end - t0, 3),
-            },
-        )
         return SVDOutput(image=file, seed=seed)
 
     def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
@@ -280,12 +281,16 @@ class LocalBackend:
         """One generation at a time; a caller that must wait is told its place."""
         if self._run_lock.acquire(blocking=False):
             return
-        self._waiting += 1
+        with self._count_lock:
+            self._waiting += 1
+            position = self._waiting - 1
         try:
-            emit(on_event, Queued(self._waiting - 1))
-            self._run_lock.acquire()
+            emit(on_event, Queued(position))
+            while not self._run_lock.acquire(timeout=0.5):
+                emit(on_event, Queued(position))  # a waiting run can still be stopped
         finally:
-            self._waiting -= 1
+            with self._count_lock:
+                self._waiting -= 1
 
     def close(self) -> None:
         self._pipe = None
