@@ -14,12 +14,12 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from svd.backends import Backend
 from svd.errors import BackendError
+from svd.fetch import file_path
 from svd.jobs import Job, JobQueue
 from svd.outputs import CONTENT_TYPES
-from svd.schema import SVDInput, SVDOutput
+from svd.schema import URL_FIELDS, SVDInput, SVDOutput
 
 APP_ID = "fal-ai/svd"
-URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -63,7 +63,7 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, ru
     def public(request: Request, job: Job) -> dict:
         """The job's output with its file:// URL turned into one served here."""
         out = dict(job.output)
-        path = Path(urlparse(out["image"]["url"]).path)
+        path = file_path(out["image"]["url"])
         url = str(request.url_for("output_file", name=path.name))
         return {**out, "image": {**out["image"], "url": url}}
 

@@ -8,27 +8,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 
 from svd.errors import BackendError, InputError
-from svd.schema import parse_input
+from svd.schema import SVDInput, parse_input
 
-FIELDS = [  # (flag, fal field, type)
-    ("--image-url", "image_url", str),
-    ("--mask-image-url", "mask_image_url", str),
-    ("--control-maps-data-url", "control_maps_data_url", str),
-    ("--motion-bucket-id", "motion_bucket_id", int),
-    ("--cond-aug", "cond_aug", float),
-    ("--seed", "seed", int),
-    ("--steps", "steps", int),
-    ("--fps", "fps", int),
-    ("--num-frames", "num_frames", int),
-    ("--width", "width", int),
-    ("--height", "height", int),
-    ("--decode-chunk-size", "decode_chunk_size", int),
-    ("--control-scale", "control_scale", float),
-    ("--resize-mode", "resize_mode", str),
-    ("--loop", "loop", str),
-    ("--output-format", "output_format", str),
+
+def _kind(annotation) -> type:
+    """int, float or str: what a flag's text becomes before validation."""
+    args = typing.get_args(annotation) or (annotation,)
+    return next((t for t in (int, float) if t in args), str)
+
+
+# Every SVDInput field as a flag: --image-url, --motion-bucket-id, ...
+FIELDS = [
+    (f"--{name.replace('_', '-')}", name, _kind(field.annotation), field.description)
+    for name, field in SVDInput.model_fields.items()
 ]
 
 
@@ -36,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m svd", description="Stable Video Diffusion.")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="make one video from an image")
-    for flag, field, kind in FIELDS:
-        gen.add_argument(flag, dest=field, type=_typed(field, kind), default=None)
+    for flag, field, kind, about in FIELDS:
+        gen.add_argument(flag, dest=field, type=_typed(field, kind), default=None, help=about)
     gen.add_argument("--json", dest="json_body", metavar="FILE|-", help="a fal request body")
     gen.add_argument("--backend", default="auto", choices=["auto", "local", "fal"])
     gen.add_argument("--model", help="hub id, local folder or 'tiny' (SVD_MODEL)")
@@ -68,7 +63,7 @@ def request_body(args: argparse.Namespace) -> dict:
             raise InputError("json", f"not valid JSON ({e})") from None
         if not isinstance(body, dict):
             raise InputError("json", "expected a JSON object")
-    for _, field, _ in FIELDS:
+    for _, field, _, _ in FIELDS:
         value = getattr(args, field)
         if value is not None:
             body[field] = value

@@ -21,7 +21,7 @@ class InputError(ValueError):
         field = ".".join(str(p) for p in first["loc"]) or "input"
         message = first["msg"]
         if first["type"] != "missing" and "input" in first:
-            message += f" (got {_short(first['input'])})"
+            message += f" (got {short(first['input'])})"
         return cls(field, message, error.errors(include_url=False, include_context=False))
 
     def fal_detail(self) -> list[dict]:
@@ -36,6 +36,6 @@ class BackendError(RuntimeError):
     """A generation failed for a reason other than bad input."""
 
 
-def _short(value: object, limit: int = 60) -> str:
+def short(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

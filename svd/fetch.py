@@ -50,9 +50,19 @@ def _is_windows_drive(scheme: str) -> bool:
 
 
 def _local_path(url: str, scheme: str) -> Path:
-    if scheme == "file":
-        return Path(unquote(urlparse(url).path))
-    return Path(url).expanduser()
+    return file_path(url) if scheme == "file" else Path(url).expanduser()
+
+
+def file_path(url: str) -> Path:
+    """The path of a file:// URL (backends return their videos as such)."""
+    return Path(unquote(urlparse(url).path))
+
+
+def shorten_data_uri(value: str, keep: int = 60) -> str:
+    """A data: URI cut to its head and size, for records and displays."""
+    if value.startswith("data:") and len(value) > keep + 20:
+        return f"{value[:keep]}... ({len(value):,} characters)"
+    return value
 
 
 def _too_big(field: str, max_bytes: int) -> InputError:

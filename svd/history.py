@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
+from svd.fetch import file_path
 from svd.outputs import OutputStore
+from svd.schema import SVDInput
 
 SHOWN = 24
 
@@ -55,7 +57,7 @@ def still_there(url: str | None) -> str | None:
         return None
     if urlparse(url).scheme in ("http", "https"):
         return url
-    path = Path(unquote(urlparse(url).path)) if url.startswith("file:") else Path(url)
+    path = file_path(url) if url.startswith("file:") else Path(url)
     try:
         return str(path) if path.is_file() else None
     except OSError:  # a name too long for this system, say
@@ -63,24 +65,18 @@ def still_there(url: str | None) -> str | None:
 
 
 def settings(store: OutputStore, record: dict) -> dict:
-    """The page's input values that remake the record's video."""
+    """The page's input values that remake the record's video (0 stands for "default")."""
     inp = record.get("input") or {}
+    fields = SVDInput.model_fields
+    chosen = ("motion_bucket_id", "cond_aug", "steps", "fps", "control_scale", "resize_mode",
+              "loop", "output_format")  # fmt: skip
+    optional = ("num_frames", "width", "height", "decode_chunk_size")
     return {
         "image": kept_file(store, record, "input", inp.get("image_url")),
         "mask_file": kept_file(store, record, "mask", inp.get("mask_image_url")),
         "control_maps": still_there(inp.get("control_maps_data_url")),
-        "motion_bucket_id": inp.get("motion_bucket_id", 127),
-        "cond_aug": inp.get("cond_aug", 0.02),
-        "steps": inp.get("steps", 20),
+        **{n: fields[n].default if inp.get(n) is None else inp[n] for n in chosen},
+        **{n: inp.get(n) or 0 for n in optional},
         "seed": str(record.get("seed", "")),
-        "fps": inp.get("fps", 7),
-        "num_frames": inp.get("num_frames") or 0,
-        "width": inp.get("width") or 0,
-        "height": inp.get("height") or 0,
-        "decode_chunk_size": inp.get("decode_chunk_size") or 0,
-        "control_scale": inp.get("control_scale", 1.0),
-        "resize_mode": inp.get("resize_mode", "crop"),
-        "loop": inp.get("loop", "none"),
-        "output_format": inp.get("output_format", "mp4"),
         "backend": record.get("backend", "local"),
     }

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from svd.backends import Backend, Event, Log, Stage, Step
+from svd.backends import Backend, Event, Queued, describe
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput
 
@@ -95,12 +95,8 @@ class JobQueue:
         def on_event(event: Event) -> None:
             if job.cancel.is_set():
                 raise Cancelled
-            if isinstance(event, Step):
-                job.log(f"step {event.index} of {event.total}")
-            elif isinstance(event, Stage):
-                job.log(event.name)
-            elif isinstance(event, Log):
-                job.log(event.message)
+            if not isinstance(event, Queued):
+                job.log(describe(event))
 
         try:
             out = self.run(self.backend, job.inp, on_event)

@@ -8,6 +8,7 @@ import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
+from svd.fetch import shorten_data_uri
 from svd.schema import File, SVDInput
 
 CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
@@ -85,7 +86,4 @@ class OutputStore:
 def _printable_input(inp: SVDInput) -> dict:
     """The input as sent, with long data: URIs shortened to their head and size."""
     data = inp.model_dump()
-    for key, value in data.items():
-        if isinstance(value, str) and value.startswith("data:") and len(value) > 200:
-            data[key] = f"{value[:60]}... ({len(value):,} characters)"
-    return data
+    return {k: shorten_data_uri(v) if isinstance(v, str) else v for k, v in data.items()}

@@ -6,7 +6,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from svd.backends.base import Event, Log, Queued, Stage, Step
+from svd.backends.base import Event, Step, describe
 
 
 class ProgressPrinter:
@@ -21,12 +21,8 @@ class ProgressPrinter:
             if self.bar is None:
                 self.bar = tqdm(total=event.total, file=self.stream, unit="step", leave=True)
             self.bar.update(event.index - self.bar.n)
-        elif isinstance(event, Stage):
-            self._write(f"{event.name}...")
-        elif isinstance(event, Queued):
-            self._write(f"queued, position {event.position}")
-        elif isinstance(event, Log):
-            self._write(event.message)
+        else:
+            self._write(describe(event))
 
     def _write(self, text: str) -> None:
         if self.bar is not None:

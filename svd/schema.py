@@ -95,6 +95,7 @@ class SVDInput(BaseModel):
         return self.model_dump(include=FAL_FIELDS, exclude_none=True)
 
 
+URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url")
 FAL_FIELDS = {
     "image_url",
     "mask_image_url",

@@ -7,15 +7,15 @@ import io
 import json
 import threading
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
 
 from svd.archive import decode_depth, depth_strip, fit_map, read_archive
-from svd.backends import Backend, Event, Log, Queued, Stage, Step, get_backend
+from svd.backends import Backend, Event, Step, describe, get_backend
 from svd.errors import InputError
-from svd.fetch import read_url
+from svd.fetch import file_path, read_url, shorten_data_uri
 from svd.mask import strokes_to_mask
 
 
@@ -104,13 +104,9 @@ def progress_reporter(progress, stop: threading.Event | None = None):
         if stop is not None and stop.is_set():
             raise Stopped
         if isinstance(event, Step):
-            progress((event.index, event.total), desc=f"step {event.index} of {event.total}")
-        elif isinstance(event, Stage):
-            progress(None, desc=event.name)
-        elif isinstance(event, Queued):
-            progress(None, desc=f"queued, position {event.position}")
-        elif isinstance(event, Log):
-            progress(None, desc=event.message[:120])
+            progress((event.index, event.total), desc=describe(event))
+        else:
+            progress(None, desc=describe(event)[:120])
 
     return on_event
 
@@ -157,8 +153,7 @@ def maps_preview(path: str | None) -> tuple[Image.Image | None, str]:
 
 def local_path(url: str) -> str:
     """The file behind a file:// URL (what both backends return)."""
-    parsed = urlparse(url)
-    return unquote(parsed.path) if parsed.scheme == "file" else url
+    return str(file_path(url)) if url.startswith("file:") else url
 
 
 def gpu_seconds(inp) -> int:
@@ -186,7 +181,7 @@ def request_json(inp) -> str:
         if isinstance(value, str) and key.endswith("_url"):
             scheme = urlparse(value).scheme
             if value.startswith("data:"):
-                body[key] = value[:40] + "..."
+                body[key] = shorten_data_uri(value, 40)
             elif scheme not in ("http", "https"):
                 body[key] = f"<upload of {PurePosixPath(value).name}>"
     return json.dumps(body, indent=2)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
-from svd.backends.base import Backend, Event, EventHandler, Log, Queued, Stage, Step
+from svd.backends.base import Backend, Event, EventHandler, Log, Queued, Stage, Step, describe
 
-__all__ = ["Backend", "Event", "EventHandler", "Log", "Queued", "Stage", "Step", "get_backend"]
+__all__ = [
+    "Backend", "Event", "EventHandler", "Log", "Queued", "Stage", "Step", "describe", "get_backend"
+]  # fmt: skip
 
 NAMES = ("auto", "local", "fal")
 OPTIONS = {

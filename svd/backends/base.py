@@ -57,6 +57,17 @@ class Backend(Protocol):
         ...
 
 
+def describe(event: Event) -> str:
+    """An event as one line of text, for logs and progress lines."""
+    if isinstance(event, Step):
+        return f"step {event.index} of {event.total}"
+    if isinstance(event, Stage):
+        return event.name
+    if isinstance(event, Queued):
+        return f"queued, position {event.position}"
+    return event.message
+
+
 def emit(on_event: EventHandler | None, event: Event) -> None:
     """Hand `event` to `on_event` when there is one."""
     if on_event is not None:

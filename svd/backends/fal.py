@@ -11,16 +11,15 @@ from urllib.parse import unquote, urlparse
 import httpx
 
 from svd.backends.base import EventHandler, Log, Queued, Stage, emit
-from svd.errors import BackendError, InputError
+from svd.errors import BackendError, InputError, short
 from svd.fetch import read_url
 from svd.media import read_video, write_video
 from svd.outputs import OutputStore
 from svd.post import apply_loop
-from svd.schema import SVDInput, SVDOutput
+from svd.schema import URL_FIELDS, SVDInput, SVDOutput
 
 DEFAULT_ENDPOINT = "fal-ai/svd"
 MAX_VIDEO_BYTES = 2 * 1024**3
-URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url")
 SNIFF = [  # leading bytes -> content type, for uploads whose name says nothing
     (b"\x89PNG", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -128,7 +127,7 @@ class FalBackend:
         video = result.get("image") or result.get("video")
         if not isinstance(video, dict) or not video.get("url"):
             if error:
-                raise BackendError(f"fal: the request failed: {_short(error)}")
+                raise BackendError(f"fal: the request failed: {short(error, 300)}")
             raise BackendError(f"fal returned no video (keys: {', '.join(result) or 'none'})")
         seed = result.get("seed", inp.seed)
         if not isinstance(seed, int):
@@ -235,7 +234,7 @@ class FalBackend:
             return BackendError(f"fal rejected the API key (HTTP {code}); check FAL_KEY")
         if code == 422:
             return _validation_error(detail)
-        return BackendError(f"fal answered HTTP {code}: {_short(detail)}")
+        return BackendError(f"fal answered HTTP {code}: {short(detail, 300)}")
 
     def close(self) -> None:
         pass
@@ -255,7 +254,7 @@ def _validation_error(detail) -> InputError:
         ]
         first = details[0]
         return InputError(".".join(first["loc"]), first["msg"], details)
-    return InputError("input", f"fal refused the request: {_short(detail)}")
+    return InputError("input", f"fal refused the request: {short(detail, 300)}")
 
 
 def _cancel_quietly(handle) -> None:
@@ -271,8 +270,3 @@ def _suffix(video: dict) -> str:
     if suffix in (".mp4", ".webm", ".gif", ".mov"):
         return suffix
     return mimetypes.guess_extension(video.get("content_type") or "") or ".mp4"
-
-
-def _short(value, limit: int = 300) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
