@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from svd.errors import BackendError
 from svd.fetch import shorten_data_uri
 from svd.schema import File, SVDInput
 
@@ -62,6 +64,16 @@ class OutputStore:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, path)
         return file
+
+    @contextmanager
+    def saving(self, run_id: str):
+        """Around writing a run's files: on a full disk or an unwritable folder, remove what
+        was written and raise a BackendError that says where."""
+        try:
+            yield
+        except OSError as e:
+            self.discard(run_id)
+            raise BackendError(f"could not save the video in {self.root}: {e}") from e
 
     def discard(self, run_id: str) -> None:
         """Remove what a run that failed half-way left behind."""

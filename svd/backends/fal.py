@@ -134,29 +134,26 @@ class FalBackend:
             raise BackendError("fal returned no seed")
         emit(on_event, Stage("downloading video"))
         run_id = self.store.new_id()
-        try:
+        with self.store.saving(run_id):
             path = self._download(video["url"], self.store.video_path(run_id, _suffix(video)))
             if inp.loop != "none" or path.suffix != f".{inp.output_format}":
                 path = self._finish_locally(path, inp, run_id)
-        except OSError as e:
-            self.store.discard(run_id)
-            raise BackendError(f"could not save the video in {self.store.root}: {e}") from e
-        t_end = time.perf_counter()
-        file = self.store.record(
-            run_id,
-            path,
-            inp,
-            seed,
-            backend=self.name,
-            model=self.endpoint,
-            request_id=handle.request_id,
-            remote_url=video["url"],
-            timings={
-                "remote_s": round(t_remote - t0, 3),
-                "download_s": round(t_end - t_remote, 3),
-                "total_s": round(t_end - t0, 3),
-            },
-        )
+            t_end = time.perf_counter()
+            file = self.store.record(
+                run_id,
+                path,
+                inp,
+                seed,
+                backend=self.name,
+                model=self.endpoint,
+                request_id=handle.request_id,
+                remote_url=video["url"],
+                timings={
+                    "remote_s": round(t_remote - t0, 3),
+                    "download_s": round(t_end - t_remote, 3),
+                    "total_s": round(t_end - t0, 3),
+                },
+            )
         return SVDOutput(image=file, seed=seed)
 
     def _follow(self, handle, on_event: EventHandler | None, deadline: float) -> str | None:

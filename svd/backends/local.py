@@ -232,7 +232,7 @@ class LocalBackend:
 
         emit(on_event, Stage("writing video"))
         run_id = self.store.new_id()
-        try:
+        with self.store.saving(run_id):
             path = self.store.video_path(run_id, f".{inp.output_format}")
             video = write_video(frames, inp.fps, path, inp.output_format)
             self.store.save_image(run_id, "input", image)
@@ -262,9 +262,6 @@ class LocalBackend:
                     "total_s": round(t_end - t0, 3),
                 },
             )
-        except OSError as e:  # a full disk, a folder that cannot be written
-            self.store.discard(run_id)
-            raise BackendError(f"could not save the video in {self.store.root}: {e}") from e
         return SVDOutput(image=file, seed=seed)
 
     def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
