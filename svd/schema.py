@@ -81,6 +81,9 @@ class SVDInput(BaseModel):
         Literal["none", "pingpong", "crossfade"],
         Field(description="Make the last frame flow into the first."),
     ] = "none"
+    interpolate: Annotated[
+        int, _int(0, 4, description="New frames between each pair, by optical flow; 0: none.")
+    ] = 0
     output_format: Annotated[
         Literal["mp4", "webm", "gif"],
         Field(description="mp4 (H.264), webm (VP9) or gif."),

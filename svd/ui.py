@@ -77,7 +77,8 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
     def generate(
         image, strokes, mask_file, control_maps, motion_bucket_id, cond_aug, seed, steps,
         fps, num_frames, width, height, decode_chunk_size, control_scale, resize_mode, loop,
-        output_format, backend_name, fal_key, request: gr.Request, progress=gr.Progress(),
+        between, output_format, backend_name, fal_key, request: gr.Request,
+        progress=gr.Progress(),
     ):  # fmt: skip
         session = request.session_hash if request else ""
         stop = stops.started(session)
@@ -104,6 +105,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                     "control_scale": float(control_scale),
                     "resize_mode": resize_mode,
                     "loop": loop,
+                    "interpolate": int(between),
                     "output_format": output_format,
                 }
             )
@@ -142,7 +144,8 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             s["image"], s["mask_file"], s["control_maps"], s["motion_bucket_id"], s["cond_aug"],
             s["steps"], s["seed"], s["fps"], s["num_frames"], s["width"], s["height"],
             s["decode_chunk_size"], s["control_scale"], s["resize_mode"], s["loop"],
-            s["output_format"], s["backend"] if s["backend"] in ("local", "fal") else backend.name,
+            s["interpolate"], s["output_format"],
+            s["backend"] if s["backend"] in ("local", "fal") else backend.name,
         )  # fmt: skip
 
     with gr.Blocks(title=TITLE) as app:
@@ -237,6 +240,11 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                             ["mp4", "webm", "gif"], value="mp4", label="Format",
                             elem_id="output-format",
                         )  # fmt: skip
+                    between = _slider(
+                        "interpolate", "In-between frames",
+                        "New frames between each pair, by optical flow; the duration stays.", 1,
+                        "interpolate",
+                    )  # fmt: skip
                 with gr.Accordion("Backend", open=False):
                     backend_name = gr.Radio(
                         ["local", "fal"], value=backend.name, label="Run on",
@@ -293,15 +301,15 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         dice.click(lambda: str(random.randrange(2**32)), outputs=seed, api_name=False)
         settings = [
             image, mask_file, control_maps, motion, cond_aug, steps, seed, fps, num_frames,
-            width, height, decode_chunk, control_scale, resize_mode, loop, output_format,
-            backend_name,
+            width, height, decode_chunk, control_scale, resize_mode, loop, between,
+            output_format, backend_name,
         ]  # fmt: skip
         button.click(queued, queue=False, api_name=False).then(
             generate,
             inputs=[
                 image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps, fps,
                 num_frames, width, height, decode_chunk, control_scale, resize_mode, loop,
-                output_format, backend_name, fal_key,
+                between, output_format, backend_name, fal_key,
             ],
             outputs=[video, seed_used, body, status],
             api_name="generate",

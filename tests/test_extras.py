@@ -86,3 +86,41 @@ def test_fal_videos_get_loops_and_formats_here(monkeypatch, tmp_path, picture_pa
     frames = read_video(urlparse(out.image.url).path)[0]
     assert len(frames) == 6 and out.image.content_type == "image/gif"  # 4 frames, ping-ponged
     assert "loop" not in fal.requests[-1].body and list(tmp_path.glob("*.mp4")) == []
+
+
+def moving_texture(frames: int = 9) -> np.ndarray:
+    """A smooth random texture sliding 3 pixels a frame: a video with known in-betweens."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((200, 300, 3)) * 255).astype(np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    return np.stack([texture[20:116, 10 + 3 * i : 138 + 3 * i] for i in range(frames)])
+
+
+def psnr(a, b) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+
+def test_flow_interpolation_beats_a_crossfade():
+    from svd.post import interpolate
+
+    frames = moving_texture()
+    kept, held_out = frames[::2], frames[1::2]
+    made = interpolate(kept, 1)
+    assert len(made) == 2 * len(kept) - 1 and np.array_equal(made[::2], kept)
+    flow = np.mean([psnr(a, b) for a, b in zip(made[1::2], held_out, strict=True)])
+    fade = np.mean(
+        [
+            psnr((a.astype(float) + b) / 2, t)
+            for a, b, t in zip(kept[:-1], kept[1:], held_out, strict=True)
+        ]
+    )
+    assert flow > fade + 5, (flow, fade)  # measured: 43.2 dB against 27.9 dB
+
+
+@pytest.mark.parametrize("between", [1, 3])
+def test_interpolated_runs_keep_their_duration(tiny_backend, picture_path, between):
+    out, video = run(tiny_backend, picture_path, interpolate=between)
+    frames, fps = read_video(urlparse(out.image.url).path)
+    assert len(frames) == 6 + 5 * between and fps == 7 * (between + 1)

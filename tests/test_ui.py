@@ -21,6 +21,7 @@ DEFAULTS = {
     "control_scale": 1.0,
     "resize_mode": "crop",
     "loop": "none",
+    "between": 0,
     "output_format": "mp4",
     "backend_name": "local",
     "fal_key": "",

@@ -15,7 +15,7 @@ from svd.errors import BackendError, InputError, short
 from svd.fetch import read_url
 from svd.media import read_video, write_video
 from svd.outputs import OutputStore
-from svd.post import apply_loop
+from svd.post import finish
 from svd.schema import URL_FIELDS, SVDInput, SVDOutput
 
 DEFAULT_ENDPOINT = "fal-ai/svd"
@@ -136,7 +136,7 @@ class FalBackend:
         run_id = self.store.new_id()
         with self.store.saving(run_id):
             path = self._download(video["url"], self.store.video_path(run_id, _suffix(video)))
-            if inp.loop != "none" or path.suffix != f".{inp.output_format}":
+            if inp.loop != "none" or inp.interpolate or path.suffix != f".{inp.output_format}":
                 path = self._finish_locally(path, inp, run_id)
             t_end = time.perf_counter()
             file = self.store.record(
@@ -183,10 +183,11 @@ class FalBackend:
         return None
 
     def _finish_locally(self, path: Path, inp: SVDInput, run_id: str) -> Path:
-        """Loops and formats are ours: applied to fal's video once it is here."""
+        """In-between frames, loops and formats are ours: done to fal's video once here."""
         frames, fps = read_video(path)
         target = self.store.video_path(run_id, f".{inp.output_format}")
-        write_video(apply_loop(frames, inp.loop), round(fps) or inp.fps, target, inp.output_format)
+        frames, fps = finish(frames, round(fps) or inp.fps, inp.interpolate, inp.loop)
+        write_video(frames, fps, target, inp.output_format)
         if path != target:
             path.unlink()
         return target

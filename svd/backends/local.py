@@ -21,7 +21,7 @@ from svd.errors import BackendError
 from svd.mask import MotionMask, load_motion_mask, mask_image
 from svd.media import fit_image, keep_size, load_image, write_video
 from svd.outputs import OutputStore
-from svd.post import apply_loop
+from svd.post import finish
 from svd.schema import SVDInput, SVDOutput
 
 log = logging.getLogger(__name__)
@@ -227,14 +227,14 @@ class LocalBackend:
                 torch.cuda.empty_cache()
         if mask is not None:
             frames = mask.composite(frames)
-        frames = apply_loop(frames, inp.loop)
+        frames, fps = finish(frames, inp.fps, inp.interpolate, inp.loop)
         t_run = time.perf_counter()
 
         emit(on_event, Stage("writing video"))
         run_id = self.store.new_id()
         with self.store.saving(run_id):
             path = self.store.video_path(run_id, f".{inp.output_format}")
-            video = write_video(frames, inp.fps, path, inp.output_format)
+            video = write_video(frames, fps, path, inp.output_format)
             self.store.save_image(run_id, "input", image)
             if moves is not None:
                 self.store.save_image(run_id, "mask", mask_image(moves))
