@@ -81,6 +81,9 @@ class SVDInput(BaseModel):
         Literal["none", "pingpong", "crossfade"],
         Field(description="Make the last frame flow into the first."),
     ] = "none"
+    extend: Annotated[
+        int, _int(0, 4, description="Continue from the last frame this many more times.")
+    ] = 0
     interpolate: Annotated[
         int, _int(0, 4, description="New frames between each pair, by optical flow; 0: none.")
     ] = 0

@@ -77,7 +77,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
     def generate(
         image, strokes, mask_file, control_maps, motion_bucket_id, cond_aug, seed, steps,
         fps, num_frames, width, height, decode_chunk_size, control_scale, resize_mode, loop,
-        between, output_format, backend_name, fal_key, request: gr.Request,
+        between, extend, output_format, backend_name, fal_key, request: gr.Request,
         progress=gr.Progress(),
     ):  # fmt: skip
         session = request.session_hash if request else ""
@@ -106,6 +106,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                     "resize_mode": resize_mode,
                     "loop": loop,
                     "interpolate": int(between),
+                    "extend": int(extend),
                     "output_format": output_format,
                 }
             )
@@ -144,7 +145,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             s["image"], s["mask_file"], s["control_maps"], s["motion_bucket_id"], s["cond_aug"],
             s["steps"], s["seed"], s["fps"], s["num_frames"], s["width"], s["height"],
             s["decode_chunk_size"], s["control_scale"], s["resize_mode"], s["loop"],
-            s["interpolate"], s["output_format"],
+            s["interpolate"], s["extend"], s["output_format"],
             s["backend"] if s["backend"] in ("local", "fal") else backend.name,
         )  # fmt: skip
 
@@ -245,6 +246,10 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                         "New frames between each pair, by optical flow; the duration stays.", 1,
                         "interpolate",
                     )  # fmt: skip
+                    extend = _slider(
+                        "extend", "Extend", "Go on from the last frame this many more times.",
+                        1, "extend",
+                    )  # fmt: skip
                 with gr.Accordion("Backend", open=False):
                     backend_name = gr.Radio(
                         ["local", "fal"], value=backend.name, label="Run on",
@@ -301,7 +306,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         dice.click(lambda: str(random.randrange(2**32)), outputs=seed, api_name=False)
         settings = [
             image, mask_file, control_maps, motion, cond_aug, steps, seed, fps, num_frames,
-            width, height, decode_chunk, control_scale, resize_mode, loop, between,
+            width, height, decode_chunk, control_scale, resize_mode, loop, between, extend,
             output_format, backend_name,
         ]  # fmt: skip
         button.click(queued, queue=False, api_name=False).then(
@@ -309,7 +314,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             inputs=[
                 image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps, fps,
                 num_frames, width, height, decode_chunk, control_scale, resize_mode, loop,
-                between, output_format, backend_name, fal_key,
+                between, extend, output_format, backend_name, fal_key,
             ],
             outputs=[video, seed_used, body, status],
             api_name="generate",

@@ -124,3 +124,33 @@ def test_interpolated_runs_keep_their_duration(tiny_backend, picture_path, betwe
     out, video = run(tiny_backend, picture_path, interpolate=between)
     frames, fps = read_video(urlparse(out.image.url).path)
     assert len(frames) == 6 + 5 * between and fps == 7 * (between + 1)
+
+
+def test_extend_goes_on_from_the_last_frame(tiny_backend, picture_path, tmp_path):
+    events = []
+    out = tiny_backend.generate(
+        SVDInput(image_url=picture_path, **{**SMALL, "seed": 4, "extend": 2}), events.append
+    )
+    video = read_video(urlparse(out.image.url).path)[0].astype(np.float32)
+    assert len(video) == 6 + 5 + 5
+    steps = [np.abs(video[i + 1] - video[i]).mean() for i in range(len(video) - 1)]
+    for cut in (5, 10):  # the joins are ordinary steps
+        assert steps[cut] <= 2 * np.median(steps) + 1, (cut, steps)
+    assert [e.index for e in events if type(e).__name__ == "Step"] == list(range(1, 10))
+
+    mask = np.full((128, 192), 255, np.uint8)
+    mask[:, :96] = 0
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    _, masked = run(tiny_backend, picture_path, extend=1, mask_image_url=str(tmp_path / "m.png"))
+    spread = masked.std(axis=0).mean(axis=-1)
+    assert len(masked) == 11 and spread[:, 104:].mean() <= 0.05 * spread[:, :88].mean()
+
+
+def test_extend_with_depth_maps_is_refused(tiny_backend, picture_path, tmp_path):
+    from svd.errors import InputError
+
+    from .test_control import depth_zip
+
+    maps = depth_zip(tmp_path, "m.zip", [1, 2, 3])
+    with pytest.raises(InputError, match="extend: cannot go with control_maps_data_url"):
+        run(tiny_backend, picture_path, extend=1, control_maps_data_url=maps)

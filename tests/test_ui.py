@@ -22,6 +22,7 @@ DEFAULTS = {
     "resize_mode": "crop",
     "loop": "none",
     "between": 0,
+    "extend": 0,
     "output_format": "mp4",
     "backend_name": "local",
     "fal_key": "",

@@ -100,6 +100,8 @@ class FalBackend:
         import fal_client
 
         t0 = time.perf_counter()
+        if inp.extend:
+            raise InputError("extend", "runs on the local backend only; fal makes one segment")
         client = self._client()
         handle = None
         try:

@@ -9,17 +9,19 @@ import secrets
 import threading
 import time
 
+import numpy as np
 import torch
 from diffusers import StableVideoDiffusionPipeline
+from PIL import Image
 
 from svd.archive import depth_strip, load_depth_maps
 from svd.backends.base import EventHandler, Queued, Stage, Step, emit
 from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_controlnet, build_tiny_pipeline
 from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
-from svd.errors import BackendError
+from svd.errors import BackendError, InputError
 from svd.mask import MotionMask, load_motion_mask, mask_image
-from svd.media import fit_image, keep_size, load_image, write_video
+from svd.media import as_uint8_frames, fit_image, keep_size, load_image, write_video
 from svd.outputs import OutputStore
 from svd.post import finish
 from svd.schema import SVDInput, SVDOutput
@@ -183,50 +185,38 @@ class LocalBackend:
         moves = None
         if inp.mask_image_url:
             moves = load_motion_mask(inp.mask_image_url, width, height, inp.resize_mode)
-        mask = None  # everything moves: exactly a run without a mask
-        if moves is not None and moves.min() < 1.0:
-            mask = MotionMask(moves, image, (seed + MASK_SEED_OFFSET) % 2**64)
+        if inp.extend and maps is not None:
+            raise InputError(
+                "extend", "cannot go with control_maps_data_url (the maps set the frames)"
+            )
         t_inputs = time.perf_counter()
-
-        def on_step_end(pipeline, i, t, kwargs):
-            if mask is not None:
-                latents = kwargs["latents"]
-                if i == 0:
-                    mask.prepare(pipeline, tuple(latents.shape))
-                sigma = float(pipeline.scheduler.sigmas[i + 1])
-                kwargs["latents"] = mask.blend_latents(latents, sigma)
-            emit(on_event, Step(i + 1, inp.steps))
-            if i + 1 == inp.steps:
-                emit(on_event, Stage("decoding"))
-            return kwargs
 
         self._wait_turn(on_event)
         try:
             t_start = time.perf_counter()
             emit(on_event, Stage("denoising"))
-            with control:
-                frames = pipe(
-                    image,
-                    height=height,
-                    width=width,
-                    num_frames=num_frames,
-                    num_inference_steps=inp.steps,
-                    fps=inp.fps,
-                    motion_bucket_id=inp.motion_bucket_id,
-                    noise_aug_strength=inp.cond_aug,
-                    decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                    output_type="np",
-                    callback_on_step_end=on_step_end,
-                ).frames[0]
+            segments, start = [], image
+            for n in range(inp.extend + 1):  # each segment goes on from the last frame
+                part_seed = (seed + n) % 2**64
+                mask = None  # everything moves: exactly a run without a mask
+                if moves is not None and moves.min() < 1.0:  # the still part stays the picture
+                    mask = MotionMask(moves, image, (part_seed + MASK_SEED_OFFSET) % 2**64)
+                steps = (n * inp.steps, (inp.extend + 1) * inp.steps)
+                with control:
+                    part = self._denoise(
+                        pipe, start, inp, num_frames, part_seed, mask, steps, on_event
+                    )
+                if mask is not None:
+                    part = mask.composite(part)
+                segments.append(part if n == 0 else part[1:])  # its first frame repeats the cut
+                start = Image.fromarray(as_uint8_frames(part[-1:])[0])
         except RuntimeError as e:  # torch's out-of-memory error is a RuntimeError too
             raise _run_error(e) from e
         finally:
             self._run_lock.release()
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-        if mask is not None:
-            frames = mask.composite(frames)
+        frames = np.concatenate(segments)
         frames, fps = finish(frames, inp.fps, inp.interpolate, inp.loop)
         t_run = time.perf_counter()
 
@@ -263,6 +253,40 @@ class LocalBackend:
                 },
             )
         return SVDOutput(image=file, seed=seed)
+
+    def _denoise(self, pipe, image, inp, num_frames, seed, mask, steps, on_event) -> np.ndarray:
+        """One run of diffusers' pipeline: float frames (N, H, W, 3) in 0-1.
+
+        `steps` is (steps done before, steps in all), for progress over several segments.
+        """
+        done, total = steps
+
+        def on_step_end(pipeline, i, t, kwargs):
+            if mask is not None:
+                latents = kwargs["latents"]
+                if i == 0:
+                    mask.prepare(pipeline, tuple(latents.shape))
+                sigma = float(pipeline.scheduler.sigmas[i + 1])
+                kwargs["latents"] = mask.blend_latents(latents, sigma)
+            emit(on_event, Step(done + i + 1, total))
+            if i + 1 == inp.steps:
+                emit(on_event, Stage("decoding"))
+            return kwargs
+
+        return pipe(
+            image,
+            height=image.height,
+            width=image.width,
+            num_frames=num_frames,
+            num_inference_steps=inp.steps,
+            fps=inp.fps,
+            motion_bucket_id=inp.motion_bucket_id,
+            noise_aug_strength=inp.cond_aug,
+            decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
+            generator=torch.Generator("cpu").manual_seed(seed),
+            output_type="np",
+            callback_on_step_end=on_step_end,
+        ).frames[0]
 
     def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
         width, height = self.default_size()
