@@ -159,7 +159,12 @@ def fit_map(depth: np.ndarray, width: int, height: int, mode: str = "crop") -> n
 
 def load_depth_maps(url: str, width: int, height: int, mode: str = "crop") -> np.ndarray:
     """The maps of the archive at `url`, fitted: float32 (frames, height, width) in 0-1."""
-    entries = read_archive(read_url(url, FIELD))
+    return maps_from_archive(read_url(url, FIELD), width, height, mode)
+
+
+def maps_from_archive(data: bytes, width: int, height: int, mode: str = "crop") -> np.ndarray:
+    """The maps of an archive's bytes, fitted (see `load_depth_maps`)."""
+    entries = read_archive(data)
     return np.stack([fit_map(decode_depth(e), width, height, mode) for e in entries])
 
 

@@ -164,3 +164,19 @@ def read_video(path: str | Path) -> tuple[np.ndarray, float]:
     w, h = meta["size"]
     frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader]
     return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8), meta["fps"]
+
+
+def read_video_bytes(data: bytes, field: str) -> np.ndarray:
+    """Decode an uploaded video (mp4, webm, gif, ...) to frames (N, H, W, 3) uint8."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".gif" if data[:4] == b"GIF8" else ".video") as f:
+        f.write(data)
+        f.flush()
+        try:
+            frames = read_video(f.name)[0]
+        except Exception:  # ffmpeg says little that helps a user
+            raise InputError(field, "not a readable video") from None
+    if len(frames) == 0:
+        raise InputError(field, "the video has no frames")
+    return frames

@@ -43,6 +43,12 @@ class OutputStore:
         image.save(path)
         return path
 
+    def save_bytes(self, run_id: str, suffix: str, data: bytes) -> Path:
+        """Keep a file the run made, as <id>.<suffix>."""
+        path = self.video_path(run_id, f".{suffix}")
+        path.write_bytes(data)
+        return path
+
     def record(self, run_id: str, video: Path, inp: SVDInput, seed: int, **extra) -> File:
         """Write <id>.json for a finished `video` and return it as a fal File."""
         file = File(

@@ -30,6 +30,10 @@ class SVDInput(BaseModel):
         str | None,
         Field(min_length=1, description="An archive of per-frame depth maps."),
     ] = None
+    control_video_url: Annotated[
+        str | None,
+        Field(min_length=1, description="A video whose depth, frame by frame, drives the run."),
+    ] = None
     motion_bucket_id: Annotated[int, _int(1, 255, description="More motion the higher it is.")] = (
         127
     )
@@ -101,7 +105,7 @@ class SVDInput(BaseModel):
         return self.model_dump(include=FAL_FIELDS, exclude_none=True)
 
 
-URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url")
+URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url", "control_video_url")
 FAL_FIELDS = {
     "image_url",
     "mask_image_url",

@@ -16,6 +16,7 @@ import uvicorn
 from svd import history
 from svd.api import build_api
 from svd.backends import Backend, get_backend
+from svd.depth_video import video_to_depth_archive
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput, parse_input
 from svd.session import (
@@ -123,6 +124,18 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         body = request_json(inp.model_copy(update={"seed": out.seed}))
         return local_path(out.image.url), str(out.seed), body, status_text(chosen)
 
+    def depth_from_video(video):
+        if not video:
+            raise gr.Error("control_video_url: upload a video first")
+        model = getattr(backends.pick(None), "depth_model", None)
+        try:
+            archive = video_to_depth_archive(video, model)
+        except (InputError, BackendError) as e:
+            raise gr.Error(str(e)) from None
+        path = Path(tempfile.mkdtemp(prefix="svd-depth-")) / "depth-maps.zip"
+        path.write_bytes(archive)
+        return str(path)
+
     def stop(request: gr.Request):
         stops.stop(request.session_hash if request else "")
 
@@ -182,6 +195,12 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                         type="filepath",
                         elem_id="control-maps",
                     )
+                    with gr.Row():
+                        driving = gr.Video(
+                            label="...or make them from a driving video", sources=["upload"],
+                            elem_id="control-video",
+                        )  # fmt: skip
+                        make_maps = gr.Button("Make depth maps", elem_id="make-maps", scale=0)
                     maps_info = gr.Markdown(elem_id="control-maps-info")
                     maps_strip = gr.Image(
                         label="Maps in the order used", interactive=False,
@@ -302,6 +321,9 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             event(preview, inputs=[strokes, mask_file], outputs=mask_preview, api_name=False)
         control_maps.change(
             maps_preview, inputs=control_maps, outputs=[maps_strip, maps_info], api_name=False
+        )
+        make_maps.click(
+            depth_from_video, inputs=driving, outputs=control_maps, api_name="depth_maps"
         )
         dice.click(lambda: str(random.randrange(2**32)), outputs=seed, api_name=False)
         settings = [

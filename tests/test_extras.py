@@ -1,5 +1,6 @@
 """Beyond fal: the picture's shape, loops and formats, on both backends."""
 
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -154,3 +155,51 @@ def test_extend_with_depth_maps_is_refused(tiny_backend, picture_path, tmp_path)
     maps = depth_zip(tmp_path, "m.zip", [1, 2, 3])
     with pytest.raises(InputError, match="extend: cannot go with control_maps_data_url"):
         run(tiny_backend, picture_path, extend=1, control_maps_data_url=maps)
+
+
+def driving_video(tmp_path, frames: int = 5) -> str:
+    """A small mp4: a bright disc moving right over a dark ramp."""
+    from svd.media import write_mp4
+
+    y, x = np.mgrid[0:64, 0:96]
+    video = []
+    for i in range(frames):
+        img = np.repeat((y * 2.0)[..., None], 3, axis=2)
+        img[(x - 20 - 12 * i) ** 2 + (y - 32) ** 2 < 150] = 250
+        video.append(img.astype(np.uint8))
+    return str(write_mp4(np.stack(video), 7, tmp_path / "drive.mp4"))
+
+
+def test_depth_maps_from_a_driving_video(tiny_backend, picture_path, tmp_path):
+    from svd.archive import read_archive
+    from svd.depth_video import video_to_depth_archive
+
+    archive = video_to_depth_archive(driving_video(tmp_path), "tiny")
+    entries = read_archive(archive)
+    assert [e.name for e in entries] == [f"depth/frame_{i:04d}.png" for i in range(1, 6)]
+    out, video = run(tiny_backend, picture_path, control_video_url=driving_video(tmp_path))
+    assert len(video) == 5  # frames = the video's frames
+    kept = Path(urlparse(out.image.url).path).with_suffix(".depth.zip")
+    assert read_archive(kept.read_bytes())[0].name == "depth/frame_0001.png"
+    (tmp_path / "maps.zip").write_bytes(archive)
+    with pytest.raises(Exception, match="not both"):
+        run(tiny_backend, picture_path, control_video_url=driving_video(tmp_path),
+            control_maps_data_url=str(tmp_path / "maps.zip"))  # fmt: skip
+
+
+def test_a_driving_video_for_fal_becomes_uploaded_maps(monkeypatch, tmp_path, picture_path):
+    from svd.archive import read_archive
+    from svd.backends.fal import FalBackend
+
+    from .fal_emulator import FalEmulator, point_fal_client_at
+
+    monkeypatch.setenv("SVD_DEPTH_MODEL", "tiny")
+    with FalEmulator(key="k") as fal:
+        point_fal_client_at(fal, monkeypatch)
+        FalBackend(output_dir=tmp_path, poll_interval=0.01).generate(
+            SVDInput(image_url=picture_path, control_video_url=driving_video(tmp_path))
+        )
+    sent = fal.requests[-1].body
+    assert "control_video_url" not in sent
+    uploaded = {u.url: u for u in fal.uploads}[sent["control_maps_data_url"]]
+    assert len(read_archive(uploaded.data)) == 5

@@ -185,3 +185,13 @@ def test_stop_reaches_a_run_that_still_waits():
     assert flag.is_set()
     stops.ended("a")
     assert not stops.started("a").is_set()  # the next run starts clean
+
+
+def test_page_makes_depth_maps_from_a_video(app_url, tmp_path):
+    from svd.archive import read_archive
+
+    from .test_extras import driving_video
+
+    client = Client(app_url[0], verbose=False)
+    archive = client.predict(video=handle_file(driving_video(tmp_path)), api_name="/depth_maps")
+    assert len(read_archive(open(archive, "rb").read())) == 5

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlparse
 import httpx
 
 from svd.backends.base import EventHandler, Log, Queued, Stage, emit
+from svd.depth_video import require_one_control, video_to_depth_archive
 from svd.errors import BackendError, InputError, short
 from svd.fetch import read_url
 from svd.media import read_video, write_video
@@ -105,8 +106,15 @@ class FalBackend:
         client = self._client()
         handle = None
         try:
-            emit(on_event, Stage("uploading inputs"))
             arguments = inp.fal_arguments()
+            if inp.control_video_url:  # fal takes maps, so they are made here
+                require_one_control(inp)
+                emit(on_event, Stage("estimating depth"))
+                maps = video_to_depth_archive(inp.control_video_url)
+                arguments["control_maps_data_url"] = client.upload(
+                    maps, "application/zip", "depth.zip"
+                )
+            emit(on_event, Stage("uploading inputs"))
             for field in URL_FIELDS:
                 if arguments.get(field):
                     arguments[field] = self._remote_url(client, arguments[field], field)

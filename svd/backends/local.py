@@ -14,12 +14,14 @@ import torch
 from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
-from svd.archive import depth_strip, load_depth_maps
+from svd.archive import depth_strip, maps_from_archive
 from svd.backends.base import EventHandler, Queued, Stage, Step, emit
 from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_controlnet, build_tiny_pipeline
 from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
+from svd.depth_video import require_one_control, video_to_depth_archive
 from svd.errors import BackendError, InputError
+from svd.fetch import read_url
 from svd.mask import MotionMask, load_motion_mask, mask_image
 from svd.media import as_uint8_frames, fit_image, keep_size, load_image, write_video
 from svd.outputs import OutputStore
@@ -102,6 +104,8 @@ class LocalBackend:
         if dtype is None:
             dtype = pipe.dtype if pipe is not None else None
         self.dtype = dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
+        # Depth maps from videos: SVD_DEPTH_MODEL, else a tiny one beside the tiny SVD.
+        self.depth_model = os.environ.get("SVD_DEPTH_MODEL") or None
         self.notice: str | None = None  # said on the page when the model is not the one asked for
         self.store = OutputStore(output_dir)
         self._pipe = pipe
@@ -141,6 +145,8 @@ class LocalBackend:
                 log.warning(self.notice)
                 self.model = "tiny"
                 pipe = build_tiny_pipeline()
+        if self.model == "tiny" and self.depth_model is None:
+            self.depth_model = "tiny"
         if pipe.dtype != self.dtype:
             pipe.to(dtype=self.dtype)
         pipe.to(self.device)
@@ -176,16 +182,23 @@ class LocalBackend:
         width, height = self._size(inp, image.size)
         image = fit_image(image, width, height, inp.resize_mode)
         num_frames = inp.num_frames or pipe.unet.config.num_frames or TINY_FRAMES
-        maps, control = None, contextlib.nullcontext()
-        if inp.control_maps_data_url:
-            maps = load_depth_maps(inp.control_maps_data_url, width, height, inp.resize_mode)
+        maps, control, made_maps = None, contextlib.nullcontext(), None
+        archive = None
+        if inp.control_video_url:
+            require_one_control(inp)
+            emit(on_event, Stage("estimating depth"))
+            archive = made_maps = video_to_depth_archive(inp.control_video_url, self.depth_model)
+        elif inp.control_maps_data_url:
+            archive = read_url(inp.control_maps_data_url, "control_maps_data_url")
+        if archive is not None:
+            maps = maps_from_archive(archive, width, height, inp.resize_mode)
             num_frames = len(maps)  # one frame per map
             cond = maps_to_cond(maps, pipe.device, pipe.unet.dtype)
             control = depth_control(pipe.unet, self.load_controlnet(), cond, inp.control_scale)
         moves = None
         if inp.mask_image_url:
             moves = load_motion_mask(inp.mask_image_url, width, height, inp.resize_mode)
-        if inp.extend and maps is not None:
+        if inp.extend and archive is not None:
             raise InputError(
                 "extend", "cannot go with control_maps_data_url (the maps set the frames)"
             )
@@ -230,6 +243,8 @@ class LocalBackend:
                 self.store.save_image(run_id, "mask", mask_image(moves))
             if maps is not None:
                 self.store.save_image(run_id, "depth", depth_strip(maps))
+            if made_maps is not None:
+                self.store.save_bytes(run_id, "depth.zip", made_maps)
             t_end = time.perf_counter()
             file = self.store.record(
                 run_id,
