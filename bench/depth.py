@@ -42,13 +42,10 @@ def step_seconds(backend: LocalBackend, inp: SVDInput) -> float:
     return statistics.median(np.diff(stamps))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+def main(runs: int = 5) -> None:
     tmp = workdir()
     write_maps(tmp / "maps25.zip", 25, 1024, 576)
-    t = medians(args.runs, ingest=lambda: load_depth_maps(str(tmp / "maps25.zip"), 1024, 576))
+    t = medians(runs, ingest=lambda: load_depth_maps(str(tmp / "maps25.zip"), 1024, 576))
     size = (tmp / "maps25.zip").stat().st_size / 1e6
     print(f"ingest 25 PNG maps of 1024x576 ({size:.1f} MB zip): {t['ingest']:.3f} s (median)")
 
@@ -60,7 +57,7 @@ def main() -> None:
     control = plain.model_copy(update={"control_maps_data_url": str(tmp / "maps.zip")})
     backend.generate(control)  # warm up, load the ControlNet
     plain_steps, control_steps = [], []
-    for _ in range(args.runs):
+    for _ in range(runs):
         plain_steps.append(step_seconds(backend, plain))
         control_steps.append(step_seconds(backend, control))
     a, b = statistics.median(plain_steps), statistics.median(control_steps)
@@ -70,4 +67,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    main(parser.parse_args().runs)

@@ -16,10 +16,7 @@ from svd.backends.local import LocalBackend
 from svd.schema import SVDInput
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+def main(runs: int = 7) -> None:
     tmp = workdir()
     mask = np.full((PARAMS["height"], PARAMS["width"]), 255, np.uint8)
     mask[:, : PARAMS["width"] // 2] = 0
@@ -28,14 +25,16 @@ def main() -> None:
     plain = SVDInput(image_url=str(tmp / "picture.png"), **PARAMS)
     masked = plain.model_copy(update={"mask_image_url": str(tmp / "mask.png")})
     t = medians(
-        args.runs,
+        runs,
         plain=lambda: backend.generate(plain),
         masked=lambda: backend.generate(masked),
     )
-    print(f"tiny SVD {PARAMS}, {args.runs} runs, torch {torch.__version__}, {backend.device}")
+    print(f"tiny SVD {PARAMS}, {runs} runs, torch {torch.__version__}, {backend.device}")
     print(f"without mask: {t['plain']:.3f} s, with mask: {t['masked']:.3f} s (medians)")
     print(f"mask cost ratio: {t['masked'] / t['plain']:.3f}")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    main(parser.parse_args().runs)

@@ -37,25 +37,24 @@ def plain(pipe, image_path: str, out) -> None:
     write_mp4(frames, 7, out)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+def main(runs: int = 7) -> None:
     tmp = workdir()
     picture = str(tmp / "picture.png")
     pipe = build_tiny_pipeline()
     backend = LocalBackend(pipe=pipe, output_dir=tmp / "outputs")
     inp = SVDInput(image_url=picture, **PARAMS)
     t = medians(
-        args.runs,
+        runs,
         plain=lambda: plain(pipe, picture, tmp / "plain.mp4"),
         ours=lambda: backend.generate(inp, on_event=lambda e: None),
     )
-    print(f"tiny SVD {PARAMS}, {args.runs} runs, torch {torch.__version__}, {backend.device}")
+    print(f"tiny SVD {PARAMS}, {runs} runs, torch {torch.__version__}, {backend.device}")
     print(f"plain diffusers + mp4: {t['plain']:.3f} s (median)")
     print(f"LocalBackend.generate: {t['ours']:.3f} s (median)")
     print(f"overhead ratio: {t['ours'] / t['plain']:.3f}")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    main(parser.parse_args().runs)
