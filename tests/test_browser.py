@@ -1,6 +1,7 @@
 """The page in a real headless Chromium: upload, paint, generate, watch the video play."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
     # Stop ends a long run; nothing half-made is kept.
     set_slider(page, "steps", 100)
     page.locator("#generate").click()
-    page.wait_for_timeout(2500)
+    page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
     page.locator("#stop").click()
     page.get_by_text("Stopped.").first.wait_for(timeout=60_000)
     assert len(list(out.glob("*.mp4"))) == 1
