@@ -169,3 +169,14 @@ def test_api_key(tmp_path, picture_uri):
     finally:
         stop_app(proc)
     assert Path(out).exists()
+
+
+def test_a_sync_client_that_leaves_cancels_its_request(app_url, picture_uri):
+    url, out = app_url
+    before = set(out.glob("*.mp4"))
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{url}/fal-ai/svd", json={"image_url": picture_uri, "steps": 100}, timeout=2)
+    r = httpx.post(f"{url}/fal-ai/svd", json={"image_url": picture_uri, **FAST}, timeout=300)
+    assert r.status_code == 200
+    made = set(out.glob("*.mp4")) - before
+    assert [p.name for p in made] == [r.json()["image"]["file_name"]]  # the long one never ran out
