@@ -96,12 +96,16 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, ru
 
     @router.post(f"/{APP_ID}", response_model=SVDOutput, summary="Run and wait for the video")
     async def run(inp: SVDInput, request: Request):
+        loop, finished = asyncio.get_running_loop(), asyncio.Event()
         job = submit(inp)
+        job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
         while not job.done.is_set():  # waits without holding a thread
-            if await request.is_disconnected():
-                jobs.cancel(job)  # nobody is left to take the video
-                return JSONResponse({"detail": "client went away"}, status_code=499)
-            await asyncio.sleep(0.1)
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    jobs.cancel(job)  # nobody is left to take the video
+                    return JSONResponse({"detail": "client went away"}, status_code=499)
         return result(request, job)
 
     @router.post(f"/queue/{APP_ID}", summary="Queue a request")

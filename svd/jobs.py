@@ -29,6 +29,7 @@ class Job:
     error: tuple[int, object] | None = None  # (HTTP status, detail)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    on_done: list = field(default_factory=list)  # called, from the worker, when it finishes
 
     def log(self, message: str) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -121,3 +122,5 @@ class JobQueue:
             job.log(f"error: {error[1]}")
         job.status = "COMPLETED"
         job.done.set()
+        for callback in job.on_done:
+            callback()
