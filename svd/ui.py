@@ -363,6 +363,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=env("SVD_MODEL"), help="hub id, local folder or 'tiny'")
     p.add_argument("--controlnet", default=env("SVD_CONTROLNET"), help="ControlNet id or folder")
     p.add_argument("--output-dir", default=env("SVD_OUTPUT_DIR", "outputs"))
+    p.add_argument("--memory", default=env("SVD_MEMORY", "normal"), choices=["normal", "low"])
     p.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--root-path", default=env("GRADIO_ROOT_PATH"), help="behind a proxy")
@@ -371,7 +372,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    options = {"model": args.model, "controlnet": args.controlnet, "output_dir": args.output_dir}
+    options = {
+        "model": args.model,
+        "controlnet": args.controlnet,
+        "output_dir": args.output_dir,
+        "memory": args.memory,
+    }
     backend = get_backend(args.backend, **options)
     if backend.name == "local":  # warm the model while the page comes up
         threading.Thread(target=_preload, args=(backend,), daemon=True).start()

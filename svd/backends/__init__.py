@@ -12,7 +12,7 @@ __all__ = [
 
 NAMES = ("auto", "local", "fal")
 OPTIONS = {
-    "local": {"model", "controlnet", "device", "dtype", "pipe", "output_dir"},
+    "local": {"model", "controlnet", "device", "dtype", "pipe", "output_dir", "memory"},
     "fal": {"key", "endpoint", "output_dir", "timeout", "poll_interval"},
 }
 

@@ -93,6 +93,7 @@ class LocalBackend:
         dtype: torch.dtype | None = None,
         pipe: StableVideoDiffusionPipeline | None = None,
         output_dir: str | None = None,
+        memory: str | None = None,
     ):
         self.explicit_model = model or os.environ.get("SVD_MODEL") or None
         self.model = self.explicit_model or DEFAULT_MODEL
@@ -104,11 +105,16 @@ class LocalBackend:
         if dtype is None:
             dtype = pipe.dtype if pipe is not None else None
         self.dtype = dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
+        self.memory = (memory or os.environ.get("SVD_MEMORY") or "normal").lower()
+        if self.memory not in ("normal", "low"):
+            raise ValueError(f"SVD_MEMORY: expected normal or low, got {self.memory!r}")
         # Depth maps from videos: SVD_DEPTH_MODEL, else a tiny one beside the tiny SVD.
         self.depth_model = os.environ.get("SVD_DEPTH_MODEL") or None
         self.notice: str | None = None  # said on the page when the model is not the one asked for
         self.store = OutputStore(output_dir)
         self._pipe = pipe
+        if pipe is not None and self.memory == "low":
+            self._place(pipe)
         if pipe is not None and self.explicit_model is None:
             self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
         self._load_lock = threading.Lock()
@@ -149,7 +155,7 @@ class LocalBackend:
             self.depth_model = "tiny"
         if pipe.dtype != self.dtype:
             pipe.to(dtype=self.dtype)
-        pipe.to(self.device)
+        self._place(pipe)
         pipe.set_progress_bar_config(disable=True)
         elapsed = time.perf_counter() - started
         log.info("loaded %s on %s in %.1f s", self.model, self.device, elapsed)
@@ -166,6 +172,17 @@ class LocalBackend:
                     net = load_controlnet(self.controlnet or DEFAULT_CONTROLNET, self.dtype)
                 self._controlnet = net.to(self.device)
             return self._controlnet
+
+    def _place(self, pipe: StableVideoDiffusionPipeline) -> None:
+        """Put the pipeline on its device. SVD_MEMORY=low trades speed for memory: each model
+        visits the GPU only while it runs, and the UNet's feed-forward layers go frame by
+        frame; small decode chunks follow in `_decode_chunk`."""
+        if self.memory == "low":
+            pipe.unet.enable_forward_chunking(chunk_size=1, dim=1)
+            if self.device.startswith("cuda"):
+                pipe.enable_model_cpu_offload(device=self.device)
+                return
+        pipe.to(self.device)
 
     def default_size(self) -> tuple[int, int]:
         return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
@@ -193,7 +210,7 @@ class LocalBackend:
         if archive is not None:
             maps = maps_from_archive(archive, width, height, inp.resize_mode)
             num_frames = len(maps)  # one frame per map
-            cond = maps_to_cond(maps, pipe.device, pipe.unet.dtype)
+            cond = maps_to_cond(maps, pipe._execution_device, pipe.unet.dtype)
             control = depth_control(pipe.unet, self.load_controlnet(), cond, inp.control_scale)
         moves = None
         if inp.mask_image_url:
@@ -310,7 +327,9 @@ class LocalBackend:
         return inp.width or width, inp.height or height
 
     def _decode_chunk(self, num_frames: int) -> int:
-        # diffusers' docs suggest 8 on a GPU to bound memory; a CPU has room for all.
+        # diffusers' docs suggest 8 on a GPU to bound memory (2 with SVD_MEMORY=low).
+        if self.memory == "low":
+            return min(2, num_frames)
         return min(8, num_frames) if self.device != "cpu" else num_frames
 
     def _wait_turn(self, on_event: EventHandler | None) -> None:
