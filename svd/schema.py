@@ -16,6 +16,10 @@ def _int(lo: int, hi: int, **kw) -> object:
     return Field(strict=True, ge=lo, le=hi, **kw)
 
 
+def _float(lo: float, hi: float, **kw) -> object:
+    return Field(strict=True, ge=lo, le=hi, allow_inf_nan=False, **kw)
+
+
 class SVDInput(BaseModel):
     """The fal-ai/svd input. Unknown fields are ignored, as fal does."""
 
@@ -38,14 +42,7 @@ class SVDInput(BaseModel):
         127
     )
     cond_aug: Annotated[
-        float,
-        Field(
-            strict=True,
-            ge=0,
-            le=10,
-            allow_inf_nan=False,
-            description="Noise added to the conditioning image.",
-        ),
+        float, _float(0, 10, description="Noise added to the conditioning image.")
     ] = 0.02
     seed: Annotated[
         int | None,
@@ -68,14 +65,7 @@ class SVDInput(BaseModel):
         _int(64, 2048, multiple_of=64, description="Video height; 576 by default."),
     ] = None
     control_scale: Annotated[
-        float,
-        Field(
-            strict=True,
-            ge=0,
-            le=2,
-            allow_inf_nan=False,
-            description="Strength of the depth control maps.",
-        ),
+        float, _float(0, 2, description="Strength of the depth control maps.")
     ] = 1.0
     resize_mode: Annotated[
         Literal["crop", "pad", "keep"],

@@ -154,13 +154,9 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         if not record:
             raise gr.Error("Pick a video in the history first")
         s = history.settings(store, record)
-        return (
-            s["image"], s["mask_file"], s["control_maps"], s["motion_bucket_id"], s["cond_aug"],
-            s["steps"], s["seed"], s["fps"], s["num_frames"], s["width"], s["height"],
-            s["decode_chunk_size"], s["control_scale"], s["resize_mode"], s["loop"],
-            s["interpolate"], s["extend"], s["output_format"],
-            s["backend"] if s["backend"] in ("local", "fal") else backend.name,
-        )  # fmt: skip
+        if s["backend"] not in ("local", "fal"):
+            s["backend"] = backend.name
+        return {component: s[key] for key, component in refill.items()}
 
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\nAnimate a picture with Stable Video Diffusion.")
@@ -326,11 +322,14 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             depth_from_video, inputs=driving, outputs=control_maps, api_name="depth_maps"
         )
         dice.click(lambda: str(random.randrange(2**32)), outputs=seed, api_name=False)
-        settings = [
-            image, mask_file, control_maps, motion, cond_aug, steps, seed, fps, num_frames,
-            width, height, decode_chunk, control_scale, resize_mode, loop, between, extend,
-            output_format, backend_name,
-        ]  # fmt: skip
+        refill = {  # history.settings' keys -> the inputs they refill
+            "image": image, "mask_file": mask_file, "control_maps": control_maps,
+            "motion_bucket_id": motion, "cond_aug": cond_aug, "steps": steps, "seed": seed,
+            "fps": fps, "num_frames": num_frames, "width": width, "height": height,
+            "decode_chunk_size": decode_chunk, "control_scale": control_scale,
+            "resize_mode": resize_mode, "loop": loop, "interpolate": between, "extend": extend,
+            "output_format": output_format, "backend": backend_name,
+        }  # fmt: skip
         button.click(queued, queue=False, api_name=False).then(
             generate,
             inputs=[
@@ -345,7 +344,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
         stop_button.click(stop, api_name="stop", concurrency_limit=None, queue=False)
         gallery.select(pick, inputs=records, outputs=[picked, reuse_button], api_name=False)
         picked.change(lambda r: r, inputs=picked, outputs=picked_json, api_name=False)
-        reuse_button.click(reuse, inputs=picked, outputs=settings, api_name=False)
+        reuse_button.click(reuse, inputs=picked, outputs=list(refill.values()), api_name=False)
         app.load(
             lambda: (status_text(backend), *shown()),
             outputs=[status, gallery, records],

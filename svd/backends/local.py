@@ -190,6 +190,10 @@ class LocalBackend:
     def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
         """Generate a video for `inp`, keep it in the output folder, and describe it."""
         t0 = time.perf_counter()
+        if inp.extend and (inp.control_maps_data_url or inp.control_video_url):
+            raise InputError(
+                "extend", "cannot go with control_maps_data_url (the maps set the frames)"
+            )
         emit(on_event, Stage("loading inputs"))
         image = load_image(inp.image_url, "image_url")
         seed = inp.seed if inp.seed is not None else random_seed()
@@ -215,10 +219,6 @@ class LocalBackend:
         moves = None
         if inp.mask_image_url:
             moves = load_motion_mask(inp.mask_image_url, width, height, inp.resize_mode)
-        if inp.extend and archive is not None:
-            raise InputError(
-                "extend", "cannot go with control_maps_data_url (the maps set the frames)"
-            )
         t_inputs = time.perf_counter()
 
         self._wait_turn(on_event)
@@ -226,20 +226,21 @@ class LocalBackend:
             t_start = time.perf_counter()
             emit(on_event, Stage("denoising"))
             segments, start = [], image
-            for n in range(inp.extend + 1):  # each segment goes on from the last frame
-                part_seed = (seed + n) % 2**64
-                mask = None  # everything moves: exactly a run without a mask
-                if moves is not None and moves.min() < 1.0:  # the still part stays the picture
-                    mask = MotionMask(moves, image, (part_seed + MASK_SEED_OFFSET) % 2**64)
-                steps = (n * inp.steps, (inp.extend + 1) * inp.steps)
-                with control:
+            masked = moves is not None and moves.min() < 1.0  # else exactly a run without one
+            with control:
+                for n in range(inp.extend + 1):  # each segment goes on from the last frame
+                    part_seed = (seed + n) % 2**64
+                    mask = None
+                    if masked:  # the still part stays the picture in every segment
+                        mask = MotionMask(moves, image, (part_seed + MASK_SEED_OFFSET) % 2**64)
+                    steps = (n * inp.steps, (inp.extend + 1) * inp.steps)
                     part = self._denoise(
                         pipe, start, inp, num_frames, part_seed, mask, steps, on_event
                     )
-                if mask is not None:
-                    part = mask.composite(part)
-                segments.append(part if n == 0 else part[1:])  # its first frame repeats the cut
-                start = Image.fromarray(as_uint8_frames(part[-1:])[0])
+                    if mask is not None:
+                        part = mask.composite(part)
+                    segments.append(part if n == 0 else part[1:])  # its first frame repeats
+                    start = Image.fromarray(as_uint8_frames(part[-1:])[0])
         except RuntimeError as e:  # torch's out-of-memory error is a RuntimeError too
             raise _run_error(e) from e
         finally:
