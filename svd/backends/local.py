@@ -25,6 +25,7 @@ from svd.fetch import read_url
 from svd.mask import MotionMask, load_motion_mask, mask_image
 from svd.media import as_uint8_frames, fit_image, keep_size, load_image, write_video
 from svd.outputs import OutputStore
+from svd.pipeline import SVDPipeline
 from svd.post import finish
 from svd.schema import SVDInput, SVDOutput
 
@@ -112,9 +113,9 @@ class LocalBackend:
         self.depth_model = os.environ.get("SVD_DEPTH_MODEL") or None
         self.notice: str | None = None  # said on the page when the model is not the one asked for
         self.store = OutputStore(output_dir)
-        self._pipe = pipe
-        if pipe is not None and self.memory == "low":
-            self._place(pipe)
+        self._pipe = SVDPipeline.of(pipe) if pipe is not None else None
+        if self._pipe is not None and self.memory == "low":
+            self._place(self._pipe)
         if pipe is not None and self.explicit_model is None:
             self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
         self._load_lock = threading.Lock()
@@ -126,14 +127,14 @@ class LocalBackend:
     def loaded(self) -> bool:
         return self._pipe is not None
 
-    def load(self) -> StableVideoDiffusionPipeline:
+    def load(self) -> SVDPipeline:
         """The pipeline, loaded on first use."""
         with self._load_lock:
             if self._pipe is None:
                 self._pipe = self._load()
             return self._pipe
 
-    def _load(self) -> StableVideoDiffusionPipeline:
+    def _load(self) -> SVDPipeline:
         started = time.perf_counter()
         if self.model == "tiny":
             pipe = build_tiny_pipeline()
@@ -153,6 +154,7 @@ class LocalBackend:
                 pipe = build_tiny_pipeline()
         if self.model == "tiny" and self.depth_model is None:
             self.depth_model = "tiny"
+        pipe = SVDPipeline.of(pipe)
         if pipe.dtype != self.dtype:
             pipe.to(dtype=self.dtype)
         self._place(pipe)
