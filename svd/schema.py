@@ -85,6 +85,15 @@ class SVDInput(BaseModel):
         Literal["mp4", "webm", "gif"],
         Field(description="mp4 (H.264), webm (VP9) or gif."),
     ] = "mp4"
+    cache_interval: Annotated[
+        int,
+        _int(
+            1,
+            5,
+            description="Run the UNet's deep layers every N steps and reuse them between "
+            "(DeepCache): faster, slightly different. 1: off.",
+        ),
+    ] = 1
     decode_chunk_size: Annotated[
         int | None,
         _int(1, 64, description="Frames decoded at once; lower saves memory."),

@@ -78,7 +78,8 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
     def generate(
         image, strokes, mask_file, control_maps, motion_bucket_id, cond_aug, seed, steps,
         fps, num_frames, width, height, decode_chunk_size, control_scale, resize_mode, loop,
-        between, extend, output_format, backend_name, fal_key, request: gr.Request,
+        between, extend, cache_interval, output_format, backend_name, fal_key,
+        request: gr.Request,
         progress=gr.Progress(),
     ):  # fmt: skip
         session = request.session_hash if request else ""
@@ -108,6 +109,7 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                     "loop": loop,
                     "interpolate": int(between),
                     "extend": int(extend),
+                    "cache_interval": int(cache_interval),
                     "output_format": output_format,
                 }
             )
@@ -265,6 +267,11 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                         "extend", "Extend", "Go on from the last frame this many more times.",
                         1, "extend",
                     )  # fmt: skip
+                    cache_interval = _slider(
+                        "cache_interval", "Reuse deep features every",
+                        "Faster, slightly different: deep layers run every N steps (DeepCache);"
+                        " 1: off.", 1, "cache-interval",
+                    )  # fmt: skip
                 with gr.Accordion("Backend", open=False):
                     backend_name = gr.Radio(
                         ["local", "fal"], value=backend.name, label="Run on",
@@ -328,14 +335,15 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             "fps": fps, "num_frames": num_frames, "width": width, "height": height,
             "decode_chunk_size": decode_chunk, "control_scale": control_scale,
             "resize_mode": resize_mode, "loop": loop, "interpolate": between, "extend": extend,
-            "output_format": output_format, "backend": backend_name,
+            "cache_interval": cache_interval, "output_format": output_format,
+            "backend": backend_name,
         }  # fmt: skip
         button.click(queued, queue=False, api_name=False).then(
             generate,
             inputs=[
                 image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps, fps,
                 num_frames, width, height, decode_chunk, control_scale, resize_mode, loop,
-                between, extend, output_format, backend_name, fal_key,
+                between, extend, cache_interval, output_format, backend_name, fal_key,
             ],
             outputs=[video, seed_used, body, status],
             api_name="generate",

@@ -138,6 +138,13 @@ def test_fal_validation_error_names_the_field(backend, picture_path):
     assert e.value.field == "motion_bucket_id" and "253" in e.value.message
 
 
+def test_local_only_options_are_refused_before_fal(fal, backend, picture_path):
+    for field, value in (("extend", 1), ("cache_interval", 2)):
+        with pytest.raises(InputError, match=f"{field}: runs on the local backend only"):
+            backend.generate(SVDInput(image_url=picture_path, **{field: value}))
+    assert fal.requests == []
+
+
 def test_a_503_is_retried(fal, backend, picture_path):
     out = backend.generate(SVDInput(image_url=picture_path, steps=STEPS_FLAKY))
     assert fal.unavailable and video_of(out).shape[0] == 4

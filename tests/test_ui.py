@@ -23,6 +23,7 @@ DEFAULTS = {
     "loop": "none",
     "between": 0,
     "extend": 0,
+    "cache_interval": 1,
     "output_format": "mp4",
     "backend_name": "local",
     "fal_key": "",
@@ -162,7 +163,8 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     mask = tmp_path / "m.png"
     Image.new("L", (192, 128), 0).save(mask)
     inp = SVDInput(image_url=picture_path, mask_image_url=str(mask), seed=42, steps=2,
-                   num_frames=6, width=192, height=128, motion_bucket_id=33)  # fmt: skip
+                   num_frames=6, width=192, height=128, motion_bucket_id=33,
+                   cache_interval=2)  # fmt: skip
     tiny_backend.generate(inp)
     record = history.entries(tiny_backend.store)[0]
     assert "seed 42 · motion 33 · 2 steps · mask" in history.caption(record)
@@ -170,6 +172,7 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     assert s["image"].endswith(".input.png") and s["mask_file"].endswith(".mask.png")
     assert (s["seed"], s["motion_bucket_id"], s["num_frames"], s["width"]) == ("42", 33, 6, 192)
     assert s["decode_chunk_size"] == 0 and s["backend"] == "local"
+    assert s["cache_interval"] == 2
 
 
 def test_stop_reaches_a_run_that_still_waits():

@@ -103,6 +103,8 @@ class FalBackend:
         t0 = time.perf_counter()
         if inp.extend:
             raise InputError("extend", "runs on the local backend only; fal makes one segment")
+        if inp.cache_interval > 1:
+            raise InputError("cache_interval", "runs on the local backend only; use 1 on fal")
         client = self._client()
         handle = None
         try:

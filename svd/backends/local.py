@@ -27,6 +27,7 @@ from svd.media import as_uint8_frames, fit_image, keep_size, load_image, write_v
 from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
 from svd.post import finish
+from svd.reuse import feature_reuse
 from svd.schema import SVDInput, SVDOutput
 
 log = logging.getLogger(__name__)
@@ -308,20 +309,21 @@ class LocalBackend:
                 emit(on_event, Stage("decoding"))
             return kwargs
 
-        return pipe(
-            image,
-            height=image.height,
-            width=image.width,
-            num_frames=num_frames,
-            num_inference_steps=inp.steps,
-            fps=inp.fps,
-            motion_bucket_id=inp.motion_bucket_id,
-            noise_aug_strength=inp.cond_aug,
-            decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
-            generator=torch.Generator("cpu").manual_seed(seed),
-            output_type="np",
-            callback_on_step_end=on_step_end,
-        ).frames[0]
+        with feature_reuse(pipe.unet, inp.cache_interval):
+            return pipe(
+                image,
+                height=image.height,
+                width=image.width,
+                num_frames=num_frames,
+                num_inference_steps=inp.steps,
+                fps=inp.fps,
+                motion_bucket_id=inp.motion_bucket_id,
+                noise_aug_strength=inp.cond_aug,
+                decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="np",
+                callback_on_step_end=on_step_end,
+            ).frames[0]
 
     def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
         width, height = self.default_size()
