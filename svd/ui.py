@@ -371,6 +371,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--controlnet", default=env("SVD_CONTROLNET"), help="ControlNet id or folder")
     p.add_argument("--output-dir", default=env("SVD_OUTPUT_DIR", "outputs"))
     p.add_argument("--memory", default=env("SVD_MEMORY", "normal"), choices=["normal", "low"])
+    p.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=env("SVD_FAST", "0").lower() in ("1", "true", "yes", "on"),
+        help="channels-last and torch.compile; the first run at each size compiles (SVD_FAST)",
+    )
     p.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--root-path", default=env("GRADIO_ROOT_PATH"), help="behind a proxy")
@@ -384,6 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         "controlnet": args.controlnet,
         "output_dir": args.output_dir,
         "memory": args.memory,
+        "fast": args.fast,
     }
     backend = get_backend(args.backend, **options)
     if backend.name == "local":  # warm the model while the page comes up

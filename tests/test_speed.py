@@ -129,3 +129,31 @@ def test_backend_runs_with_feature_reuse(tiny_backend, picture_path):
     assert a.shape == b.shape and not np.array_equal(a, b)
     record = json.loads(Path(urlparse(reused.image.url).path).with_suffix(".json").read_text())
     assert record["input"]["cache_interval"] == 2
+
+
+def test_fast_path_gives_the_same_video(plain, tmp_path):
+    """channels-last and torch.compile (inductor, on the CPU here): about a minute to compile."""
+    from svd.backends.local import LocalBackend
+
+    backend = LocalBackend(pipe=build_tiny_pipeline(), fast=True, output_dir=tmp_path)
+    fast = backend.load()
+    conv = fast.unet.conv_in.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    picture = make_picture(192, 128)
+    for interval in (1, 2):  # with feature reuse the compiled blocks are used as they are
+        with feature_reuse(fast.unet, interval):
+            got = frames(fast, picture, seed=8)
+        with feature_reuse(plain.unet, interval):
+            want = frames(plain, picture, seed=8)
+        assert np.abs(got - want).max() < 1e-3, interval
+    compiled = [m for m in fast.unet.modules() if getattr(m, "_compiled_call_impl", None)]
+    assert len(compiled) == 12  # the resnets and transformers of the tiny UNet
+
+
+def test_fast_flag_and_environment(monkeypatch):
+    from svd.ui import parse_args
+
+    monkeypatch.delenv("SVD_FAST", raising=False)
+    assert parse_args([]).fast is False and parse_args(["--fast"]).fast is True
+    monkeypatch.setenv("SVD_FAST", "1")
+    assert parse_args([]).fast is True and parse_args(["--no-fast"]).fast is False

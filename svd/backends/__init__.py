@@ -12,7 +12,7 @@ __all__ = [
 
 NAMES = ("auto", "local", "fal")
 OPTIONS = {
-    "local": {"model", "controlnet", "device", "dtype", "pipe", "output_dir", "memory"},
+    "local": {"model", "controlnet", "device", "dtype", "pipe", "output_dir", "memory", "fast"},
     "fal": {"key", "endpoint", "output_dir", "timeout", "poll_interval"},
 }
 

@@ -21,6 +21,7 @@ from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
 from svd.depth_video import require_one_control, video_to_depth_archive
 from svd.errors import BackendError, InputError
+from svd.fast import channels_last, compile_unet
 from svd.fetch import read_url
 from svd.mask import MotionMask, load_motion_mask, mask_image
 from svd.media import as_uint8_frames, fit_image, keep_size, load_image, write_video
@@ -96,6 +97,7 @@ class LocalBackend:
         pipe: StableVideoDiffusionPipeline | None = None,
         output_dir: str | None = None,
         memory: str | None = None,
+        fast: bool | None = None,
     ):
         self.explicit_model = model or os.environ.get("SVD_MODEL") or None
         self.model = self.explicit_model or DEFAULT_MODEL
@@ -110,13 +112,18 @@ class LocalBackend:
         self.memory = (memory or os.environ.get("SVD_MEMORY") or "normal").lower()
         if self.memory not in ("normal", "low"):
             raise ValueError(f"SVD_MEMORY: expected normal or low, got {self.memory!r}")
+        if fast is None:
+            fast = os.environ.get("SVD_FAST", "").lower() in ("1", "true", "yes", "on")
+        self.fast = fast
         # Depth maps from videos: SVD_DEPTH_MODEL, else a tiny one beside the tiny SVD.
         self.depth_model = os.environ.get("SVD_DEPTH_MODEL") or None
         self.notice: str | None = None  # said on the page when the model is not the one asked for
         self.store = OutputStore(output_dir)
         self._pipe = SVDPipeline.of(pipe) if pipe is not None else None
-        if self._pipe is not None and self.memory == "low":
-            self._place(self._pipe)
+        if self._pipe is not None:
+            if self.memory == "low":
+                self._place(self._pipe)
+            self._speed_up(self._pipe.unet, self._pipe.vae)
         if pipe is not None and self.explicit_model is None:
             self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
         self._load_lock = threading.Lock()
@@ -159,6 +166,7 @@ class LocalBackend:
         if pipe.dtype != self.dtype:
             pipe.to(dtype=self.dtype)
         self._place(pipe)
+        self._speed_up(pipe.unet, pipe.vae)
         pipe.set_progress_bar_config(disable=True)
         elapsed = time.perf_counter() - started
         log.info("loaded %s on %s in %.1f s", self.model, self.device, elapsed)
@@ -174,6 +182,7 @@ class LocalBackend:
                 else:
                     net = load_controlnet(self.controlnet or DEFAULT_CONTROLNET, self.dtype)
                 self._controlnet = net.to(self.device)
+                self._speed_up(net)
             return self._controlnet
 
     def _place(self, pipe: StableVideoDiffusionPipeline) -> None:
@@ -186,6 +195,16 @@ class LocalBackend:
                 pipe.enable_model_cpu_offload(device=self.device)
                 return
         pipe.to(self.device)
+
+    def _speed_up(self, *models) -> None:
+        """The fast path (`fast`, SVD_FAST): channels-last convolutions everywhere, and the
+        repeated blocks of the UNets compiled; the first run at each size compiles them."""
+        if not self.fast:
+            return
+        for model in models:
+            channels_last(model)
+            if compile_unet(model):
+                log.info("compiling %s on first use", type(model).__name__)
 
     def default_size(self) -> tuple[int, int]:
         return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
@@ -276,6 +295,7 @@ class LocalBackend:
                 model=self.model,
                 device=self.device,
                 dtype=str(self.dtype).removeprefix("torch."),
+                fast=self.fast,
                 controlnet=(self.controlnet or DEFAULT_CONTROLNET) if maps is not None else None,
                 width=width,
                 height=height,
