@@ -157,3 +157,40 @@ def test_fast_flag_and_environment(monkeypatch):
     assert parse_args([]).fast is False and parse_args(["--fast"]).fast is True
     monkeypatch.setenv("SVD_FAST", "1")
     assert parse_args([]).fast is True and parse_args(["--no-fast"]).fast is False
+
+
+def test_feature_reuse_and_depth_control_on_the_svd_xt_architecture():
+    """The real UNet has four levels where tiny has two: run it on the meta device (shapes
+    and FLOPs, no weights) with the published ControlNet's architecture."""
+    from diffusers import UNetSpatioTemporalConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from svd.control import depth_control
+    from svd.controlnet import ControlNetSDV
+
+    meta = torch.device("meta")
+    with meta:
+        unet = UNetSpatioTemporalConditionModel()  # its defaults are SVD's config
+        net = ControlNetSDV()  # the published depth ControlNet's
+    unet.to(meta)
+    net.to(meta)
+    with meta:
+        sample, hidden = torch.empty(2, 14, 8, 72, 128), torch.empty(2, 1, 1024)
+        ids, t = torch.empty(2, 3), torch.tensor([1.0])
+        cond = torch.empty(1, 14, 3, 576, 1024)
+
+    def step() -> tuple[float, torch.Size]:
+        with FlopCounterMode(display=False) as counter, meta:
+            out = unet(sample, t, encoder_hidden_states=hidden, added_time_ids=ids)[0]
+        return counter.get_total_flops(), out.shape
+
+    full, shape = step()
+    with feature_reuse(unet, 2):
+        assert step() == (full, shape)
+        reused, reused_shape = step()
+    assert reused_shape == shape and 0.3 < reused / full < 0.5  # 0.417 at this size
+    with depth_control(unet, net, cond), feature_reuse(unet, 2):
+        controlled, _ = step()
+        controlled_reuse, out_shape = step()
+    assert out_shape == shape and controlled > full
+    assert controlled_reuse < controlled - (full - reused) * 0.99

@@ -1,0 +1,190 @@
+"""SVD-XT per video on a GPU: plain diffusers against our paths, with peak memory.
+
+Builds SVD-XT with random weights (bench/xt.py) in fp16 at 1024x576, 25 frames, and times
+one video end to end (the mp4 included) for each case, each in its own process so that peak
+memory is its own:
+
+  vanilla  diffusers as its docs suggest: fp16 on the GPU, decode chunks of 8
+  ours     LocalBackend, default settings
+  fast     LocalBackend --fast: channels-last, regional torch.compile (compiled in warm-up)
+  reuse2/3 fast, plus cache_interval=2/3 (DeepCache; lossy: PSNR against fast)
+  low      LocalBackend with SVD_MEMORY=low: model offload, frame-by-frame feed-forward
+  decode   VAE decode time and memory by decode chunk size
+
+Outputs are compared as decoded mp4 frames. `--small` runs the same cases with the tiny
+model at 192x128 (on the CPU if there is no GPU), to check the script itself.
+Usage: python bench/gpu.py [--steps 25 20] [--runs 2] [--cases vanilla fast ...] [--small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from xt import FRAMES, SIZE, build_xt  # noqa: E402
+
+from svd.backends.local import LocalBackend  # noqa: E402
+from svd.backends.tiny import build_tiny_pipeline  # noqa: E402
+from svd.media import read_video, write_mp4  # noqa: E402
+from svd.schema import SVDInput  # noqa: E402
+from tests.conftest import make_picture  # noqa: E402
+
+CASES = {
+    "vanilla": {},
+    "ours": {},
+    "fast": {"fast": True},
+    "reuse2": {"fast": True, "cache_interval": 2},
+    "reuse3": {"fast": True, "cache_interval": 3},
+    "low": {"memory": "low"},
+}
+SMALL = (192, 128, 6)  # width, height, frames
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+
+
+def build(small: bool, device: str):
+    if small:
+        return build_tiny_pipeline().to(device)
+    return build_xt(device, torch.float16)
+
+
+def peak_gb() -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if CUDA else None
+
+
+def timed(fn, runs: int) -> dict:
+    """The first call (warm-up, compilation) apart, then the median of `runs` calls."""
+    t = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t
+    if CUDA:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return {"first_s": round(first, 2), "median_s": round(statistics.median(times), 3),
+            "peak_gb": peak_gb()}  # fmt: skip
+
+
+def run_case(name: str, small: bool, steps: int, runs: int, work: Path) -> dict:
+    width, height, frames = SMALL if small else (*SIZE, FRAMES)
+    picture = work / "picture.png"
+    make_picture(width, height).save(picture)
+    video = work / f"{name}-{steps}.mp4"
+    if name == "decode":
+        return decode_case(small, frames, width, height, runs)
+    options = dict(CASES[name])
+    pipe = build(small, "cpu" if name == "low" else DEVICE)
+    if name == "vanilla":
+        image = make_picture(width, height)
+
+        def once():
+            out = pipe(
+                image, height=height, width=width, num_frames=frames,
+                num_inference_steps=steps, decode_chunk_size=8,
+                generator=torch.Generator("cpu").manual_seed(0), output_type="np",
+            )  # fmt: skip
+            write_mp4(out.frames[0], 7, video)
+    else:
+        interval = options.pop("cache_interval", 1)
+        backend = LocalBackend(pipe=pipe, device=DEVICE, output_dir=work / "out", **options)
+        inp = SVDInput(image_url=str(picture), width=width, height=height, num_frames=frames,
+                       steps=steps, seed=0, cache_interval=interval)  # fmt: skip
+
+        def once():
+            out = backend.generate(inp)
+            Path(urlparse(out.image.url).path).replace(video)
+
+    result = timed(once, runs)
+    result["video"] = str(video)
+    return result
+
+
+def decode_case(small: bool, frames: int, width: int, height: int, runs: int) -> dict:
+    pipe = build(small, DEVICE)
+    dtype = pipe.vae.dtype
+    latents = torch.randn(1, frames, 4, height // 8, width // 8, device=DEVICE, dtype=dtype)
+    result = {}
+    for chunk in sorted({2, 4, 8, 14, frames}):
+        if chunk <= frames:
+            with torch.no_grad():
+                result[f"chunk {chunk}"] = timed(
+                    lambda c=chunk: pipe.decode_latents(latents, frames, c), runs
+                )
+    return result
+
+
+def psnr(a: str, b: str) -> str:
+    x, y = (read_video(p)[0].astype(np.float64) for p in (a, b))
+    if x.shape != y.shape:
+        return "shapes differ"
+    mse = ((x - y) ** 2).mean()
+    return "identical" if mse == 0 else f"{10 * np.log10(255**2 / mse):.1f} dB"
+
+
+def main(steps_list, runs: int, cases, small: bool) -> None:
+    work = Path(tempfile.mkdtemp(prefix="svd-gpu-bench-"))
+    where = torch.cuda.get_device_name() if CUDA else "CPU"
+    size = "tiny 192x128, 6 frames" if small else "SVD-XT random weights, 1024x576, 25 frames"
+    dtype = "fp16" if CUDA or not small else "fp32"
+    print(f"{size}, {dtype} on {where}, torch {torch.__version__}, {runs} timed runs per case")
+    for steps in steps_list:
+        results = {}
+        for name in cases:
+            cmd = [sys.executable, __file__, "--case", name, "--steps", str(steps),
+                   "--runs", str(runs), "--work", str(work)] + (["--small"] * small)  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{name}: failed\n{done.stderr[-2000:]}")
+                continue
+            results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        report(steps, results)
+
+
+def report(steps: int, results: dict) -> None:
+    print(f"\n{steps} steps")
+    base = results.get("vanilla", {}).get("median_s")
+    for name, r in results.items():
+        if name == "decode":
+            for chunk, d in r.items():
+                print(f"  decode, {chunk}: {d['median_s']} s, peak {d['peak_gb']} GB")
+            continue
+        line = f"  {name}: {r['median_s']} s per video (first {r['first_s']} s)"
+        if base:
+            line += f", {base / r['median_s']:.2f}x vanilla's speed"
+        line += f", peak {r['peak_gb']} GB" if r["peak_gb"] is not None else ""
+        against = "fast" if name.startswith("reuse") else "vanilla"
+        if against in results and name != against:
+            line += f", PSNR against {against}: {psnr(r['video'], results[against]['video'])}"
+        print(line)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, nargs="+", default=[25, 20])
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--cases", nargs="+", default=[*CASES, "decode"])
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        out = run_case(args.case, args.small, args.steps[0], args.runs, Path(args.work))
+        print(json.dumps(out))
+    else:
+        main(args.steps, args.runs, args.cases, args.small)
