@@ -59,6 +59,16 @@ def main(steps: int = 25) -> None:
             sample, t, encoder_hidden_states=hidden, added_time_ids=ids, controlnet_cond=cond
         )  # fmt: skip
     )
+    shallow = flops(
+        lambda: net(
+            sample,
+            t,
+            encoder_hidden_states=hidden,
+            added_time_ids=ids,
+            controlnet_cond=cond,
+            levels=1,
+        )  # fmt: skip
+    )
     clip = flops(lambda: pipe.image_encoder(meta(1, 3, 224, 224)))
     encode = flops(lambda: pipe.vae.encode(meta(1, 3, height, width)))
     decode = flops(lambda: pipe.vae.decode(meta(FRAMES, 4, h, w), num_frames=FRAMES))
@@ -69,13 +79,17 @@ def main(steps: int = 25) -> None:
           f"({reused / full:.3f} of a full step)")  # fmt: skip
     print(f"ControlNet: {control:.1f} TFLOPs a step; a step with it costs "
           f"{(full + control) / full:.3f} plain steps")  # fmt: skip
+    print(f"ControlNet on a step that reuses deep features: {shallow:.1f} TFLOPs "
+          f"({shallow / control:.3f} of its full cost)")  # fmt: skip
     print(f"CLIP image encode {clip:.3f}, VAE encode {encode:.2f}, VAE decode {decode:.1f} TFLOPs")
     print(f"video: {video:.0f} TFLOPs; the denoising loop is {steps * full / video:.3f} of it")
     print(f"conditioning cache, most it can save: {(clip + encode) / video:.4f} of a video")
     for interval in (2, 3, 4):
         fulls = -(-steps // interval)
         cost = fulls * full + (steps - fulls) * reused + clip + encode + decode
-        print(f"cache_interval={interval}: {video / cost:.2f}x fewer FLOPs per video")
+        controlled = cost + fulls * control + (steps - fulls) * shallow
+        print(f"cache_interval={interval}: {video / cost:.2f}x fewer FLOPs per video; "
+              f"{(video + steps * control) / controlled:.2f}x with depth maps")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -37,6 +37,14 @@ def maps_to_cond(maps: np.ndarray, device, dtype) -> torch.Tensor:
     return cond.to(device=device, dtype=dtype)
 
 
+def skip_levels(unet: UNetSpatioTemporalConditionModel) -> list[int]:
+    """For each skip, how many down blocks must run to make it (0 for conv_in's)."""
+    levels = [0]
+    for i, block in enumerate(unet.down_blocks):
+        levels += [i + 1] * (len(block.resnets) + (1 if block.downsamplers else 0))
+    return levels
+
+
 @contextmanager
 def depth_control(
     unet: UNetSpatioTemporalConditionModel,
@@ -44,34 +52,38 @@ def depth_control(
     cond: torch.Tensor,
     scale: float = 1.0,
 ):
-    """While open, every UNet call is conditioned on `cond` (see `maps_to_cond`)."""
-    multipliers = skip_multipliers(unet)
+    """While open, every UNet call is conditioned on `cond` (see `maps_to_cond`).
+
+    On a step that reuses deep features (`svd.reuse`) only the last up block runs, so the
+    ControlNet runs only as deep as that block's skips.
+    """
+    multipliers, levels = skip_multipliers(unet), skip_levels(unet)
     slices, end = [], len(multipliers)
     for block in unet.up_blocks:  # the UNet hands its skips to the up blocks from the end
         slices.append(slice(end - len(block.resnets), end))
         end -= len(block.resnets)
+    shallow = max(levels[slices[-1]])
     state: dict = {}
 
     def before_unet(module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
-        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
-        batch_cond = cond.expand(sample.shape[0], *cond.shape[1:])  # both CFG halves
         down, mid = controlnet(
             sample,
-            timestep,
+            args[1] if len(args) > 1 else kwargs["timestep"],
             encoder_hidden_states=kwargs["encoder_hidden_states"],
             added_time_ids=kwargs["added_time_ids"],
-            controlnet_cond=batch_cond,
+            controlnet_cond=cond.expand(sample.shape[0], *cond.shape[1:]),  # both CFG halves
             conditioning_scale=scale,
+            levels=shallow if getattr(module, "reusing_features", False) else None,
         )
-        state["down"] = [r * m for r, m in zip(down, multipliers, strict=True)]
+        state["down"] = [r * m for r, m in zip(down, multipliers, strict=False)]
         state["mid"] = mid
 
     def before_up_block(index):
         def hook(module, args, kwargs):
-            residuals = state["down"][slices[index]]
+            residual = state["down"][slices[index]]
             skips = kwargs["res_hidden_states_tuple"]
-            added = tuple(s + r for s, r in zip(skips, residuals, strict=True))
+            added = tuple(s + r for s, r in zip(skips, residual, strict=True))
             kwargs["res_hidden_states_tuple"] = added
             return args, kwargs
 

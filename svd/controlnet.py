@@ -136,11 +136,13 @@ class ControlNetSDV(ModelMixin, ConfigMixin):
         added_time_ids: torch.Tensor,
         controlnet_cond: torch.Tensor,
         conditioning_scale: float = 1.0,
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        levels: int | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Residuals for the UNet's skips (in its order) and its mid block.
 
         sample: (batch, frames, 8, h, w), as the UNet gets it; controlnet_cond: (batch,
         frames, 3, 8h, 8w) in -1..1. Residuals come out frame-flattened, times the scale.
+        `levels` runs only that many down blocks: the skips they make, and no mid residual.
         """
         batch, frames = sample.shape[:2]
         if not torch.is_tensor(timestep):
@@ -157,20 +159,23 @@ class ControlNetSDV(ModelMixin, ConfigMixin):
         cond = controlnet_cond.flatten(0, 1).to(hidden.dtype)
         hidden = hidden + self.controlnet_cond_embedding(cond)
         skips = [hidden]
-        for block in self.down_blocks:
+        blocks = self.down_blocks if levels is None else self.down_blocks[:levels]
+        for block in blocks:
             kwargs = {"temb": emb, "image_only_indicator": indicator}
             if getattr(block, "has_cross_attention", False):
                 kwargs["encoder_hidden_states"] = context
             hidden, res = block(hidden_states=hidden, **kwargs)
             skips.extend(res)
+        convs = self.controlnet_down_blocks[: len(skips)]
+        down = [conv(s) * conditioning_scale for conv, s in zip(convs, skips, strict=True)]
+        if len(blocks) < len(self.down_blocks):
+            return down, None
         hidden = self.mid_block(
             hidden_states=hidden,
             temb=emb,
             encoder_hidden_states=context,
             image_only_indicator=indicator,
         )
-        convs = self.controlnet_down_blocks
-        down = [conv(s) * conditioning_scale for conv, s in zip(convs, skips, strict=True)]
         return down, self.controlnet_mid_block(hidden) * conditioning_scale
 
 

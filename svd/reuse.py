@@ -56,6 +56,7 @@ def feature_reuse(unet: UNetSpatioTemporalConditionModel, interval: int):
     def before_unet(module, args):
         state["reuse"] = state["calls"] % interval != 0 and state["kept"] is not None
         state["calls"] += 1
+        module.reusing_features = state["reuse"]  # read by the depth control's hook
 
     for i, block in enumerate(down[1:], start=1):
         skips = len(block.resnets) + (1 if block.downsamplers else 0)
@@ -63,11 +64,12 @@ def feature_reuse(unet: UNetSpatioTemporalConditionModel, interval: int):
     unet.mid_block = Skippable(mid, state)
     for i, block in enumerate(up[:-1]):
         unet.up_blocks[i] = Skippable(block, state, keep=i == len(up) - 2)
-    handle = unet.register_forward_pre_hook(before_unet)
+    handle = unet.register_forward_pre_hook(before_unet, prepend=True)
     try:
         yield
     finally:
         handle.remove()
+        unet.__dict__.pop("reusing_features", None)
         for i, block in enumerate(down):
             unet.down_blocks[i] = block
         unet.mid_block = mid

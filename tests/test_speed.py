@@ -192,5 +192,6 @@ def test_feature_reuse_and_depth_control_on_the_svd_xt_architecture():
     with depth_control(unet, net, cond), feature_reuse(unet, 2):
         controlled, _ = step()
         controlled_reuse, out_shape = step()
-    assert out_shape == shape and controlled > full
-    assert controlled_reuse < controlled - (full - reused) * 0.99
+    assert out_shape == shape
+    control, shallow_control = controlled - full, controlled_reuse - reused
+    assert 0 < shallow_control < control / 2  # the ControlNet stops after its first level
