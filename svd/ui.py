@@ -417,5 +417,6 @@ def main(argv: list[str] | None = None) -> None:
 def _preload(backend) -> None:
     try:
         backend.load()
+        backend.warm_up()
     except Exception as e:  # shown again, clearly, by the first generation
         print(f"model not loaded: {e}")

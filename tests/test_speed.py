@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from svd.backends.tiny import build_tiny_pipeline
+from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_pipeline
 from svd.media import read_video
 from svd.pipeline import SVDPipeline
 from svd.reuse import feature_reuse
@@ -19,12 +19,12 @@ def plain():
     return build_tiny_pipeline()
 
 
-def frames(pipe, picture, seed=0, **kw):
+def frames(pipe, picture, seed=0, size=(192, 128), **kw):
     kw = {"num_frames": 4, "num_inference_steps": 2, **kw}
     out = pipe(
         picture,
-        height=128,
-        width=192,
+        height=size[1],
+        width=size[0],
         generator=torch.Generator().manual_seed(seed),
         output_type="np",
         **kw,
@@ -132,22 +132,24 @@ def test_backend_runs_with_feature_reuse(tiny_backend, picture_path):
 
 
 def test_fast_path_gives_the_same_video(plain, tmp_path):
-    """channels-last and torch.compile (inductor, on the CPU here): about a minute to compile."""
+    """channels-last and torch.compile (inductor, on the CPU here): about a minute to compile,
+    in the warm-up, at the default size and frame count."""
     from svd.backends.local import LocalBackend
 
     backend = LocalBackend(pipe=build_tiny_pipeline(), fast=True, output_dir=tmp_path)
+    backend.warm_up()
     fast = backend.load()
     conv = fast.unet.conv_in.weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
-    picture = make_picture(192, 128)
-    for interval in (1, 2):  # with feature reuse the compiled blocks are used as they are
-        with feature_reuse(fast.unet, interval):
-            got = frames(fast, picture, seed=8)
-        with feature_reuse(plain.unet, interval):
-            want = frames(plain, picture, seed=8)
-        assert np.abs(got - want).max() < 1e-3, interval
     compiled = [m for m in fast.unet.modules() if getattr(m, "_compiled_call_impl", None)]
     assert len(compiled) == 12  # the resnets and transformers of the tiny UNet
+    picture = make_picture(*TINY_SIZE)
+    for interval in (1, 2):  # with feature reuse the compiled blocks are used as they are
+        with feature_reuse(fast.unet, interval):
+            got = frames(fast, picture, seed=8, size=TINY_SIZE, num_frames=TINY_FRAMES)
+        with feature_reuse(plain.unet, interval):
+            want = frames(plain, picture, seed=8, size=TINY_SIZE, num_frames=TINY_FRAMES)
+        assert np.abs(got - want).max() < 1e-3, interval
 
 
 def test_fast_flag_and_environment(monkeypatch):

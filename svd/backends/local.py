@@ -206,6 +206,27 @@ class LocalBackend:
             if compile_unet(model):
                 log.info("compiling %s on first use", type(model).__name__)
 
+    def warm_up(self) -> None:
+        """On the fast path, compile before the first request: one step at the default size
+        and frame count (the sizes a page run starts with)."""
+        if not self.fast:
+            return
+        pipe = self.load()
+        width, height = self.default_size()
+        frames = pipe.unet.config.num_frames or TINY_FRAMES
+        started = time.perf_counter()
+        with self._run_lock:
+            pipe(
+                Image.new("RGB", (width, height)),
+                height=height,
+                width=width,
+                num_frames=frames,
+                num_inference_steps=1,
+                output_type="latent",
+            )
+        log.info("compiled for %dx%d, %d frames in %.0f s", width, height, frames,
+                 time.perf_counter() - started)  # fmt: skip
+
     def default_size(self) -> tuple[int, int]:
         return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
 
