@@ -90,6 +90,10 @@ def status_text(backend: Backend) -> str:
     if not backend.loaded:
         return f"Backend: **local**, model **{backend.model}** on {backend.device} (loading...)"
     text = f"Backend: **local**, model **{backend.model}** on {backend.device}"
+    if backend.fast:
+        text += ", fast path (compiled)"
+    if backend.memory == "low":
+        text += ", low-memory mode"
     if backend.model == "tiny":
         text += " — a tiny random-weight test model: its videos are noise, not your picture."
     if backend.notice:

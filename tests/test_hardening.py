@@ -122,8 +122,8 @@ class FailingUNet:
 
 
 def test_out_of_memory_mid_run_then_the_next_run_works(tmp_path, picture_path):
-    pipe = build_tiny_pipeline()
-    backend = LocalBackend(pipe=pipe, output_dir=tmp_path / "outputs")
+    backend = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path / "outputs")
+    pipe = backend.load()
     real = pipe.unet
     pipe.unet = FailingUNet(real)
     with pytest.raises(BackendError, match="out of memory: try fewer frames"):

@@ -197,3 +197,13 @@ def test_feature_reuse_and_depth_control_on_the_svd_xt_architecture():
     assert out_shape == shape
     control, shallow_control = controlled - full, controlled_reuse - reused
     assert 0 < shallow_control < control / 2  # the ControlNet stops after its first level
+
+
+def test_page_status_names_the_fast_path_and_low_memory(tmp_path):
+    from svd.backends.local import LocalBackend
+    from svd.session import status_text
+
+    plain_status = status_text(LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path))
+    assert "fast path" not in plain_status and "low-memory" not in plain_status
+    both = LocalBackend(pipe=build_tiny_pipeline(), fast=True, memory="low", output_dir=tmp_path)
+    assert "fast path (compiled), low-memory mode" in status_text(both)
