@@ -41,6 +41,7 @@ class SVDPipeline(StableVideoDiffusionPipeline):
             return pipe
         made = cls(**pipe.components)
         made.register_to_config(_name_or_path=getattr(pipe, "name_or_path", None))
+        made.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
         return made
 
     def clear_cache(self) -> None:
