@@ -7,12 +7,17 @@ region is laid back onto the picture's own pixels. Both use the same feathered m
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from svd.media import fit_image, load_image
+
+if TYPE_CHECKING:  # the page imports this module; diffusers loads with the model
+    from svd.pipeline import SVDPipeline
 
 FEATHER_PX = 3.0  # sigma of the pixel-space feather
 FEATHER_LATENT = 0.75  # sigma of the latent-space feather, in latent pixels
@@ -69,21 +74,11 @@ class MotionMask:
         self._noise: torch.Tensor | None = None
         self._weights: torch.Tensor | None = None
 
-    def prepare(self, pipe, latent_shape: tuple[int, ...]) -> None:
+    def prepare(self, pipe: SVDPipeline, latent_shape: tuple[int, ...]) -> None:
         """Encode the picture and build the latent weights (once per run)."""
         device, dtype = pipe._execution_device, pipe.unet.dtype
-        pixels = pipe.video_processor.preprocess(self.image, *self.image.size[::-1])
-        vae = pipe.vae
-        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
-        vae_dtype = torch.float32 if upcast else vae.dtype
-        if upcast:
-            vae.to(dtype=torch.float32)
-        try:
-            latent = vae.encode(pixels.to(device, vae_dtype)).latent_dist.mode()
-        finally:
-            if upcast:
-                vae.to(dtype=torch.float16)
-        self._still_latent = (latent * vae.config.scaling_factor).to(dtype).unsqueeze(1)
+        latent = pipe.picture_latent(self.image)
+        self._still_latent = (latent * pipe.vae.config.scaling_factor).to(dtype).unsqueeze(1)
         generator = torch.Generator("cpu").manual_seed(self.seed)
         noise = torch.randn(latent_shape, generator=generator, dtype=torch.float32)
         self._noise = noise.to(device, dtype)

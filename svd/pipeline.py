@@ -4,7 +4,8 @@ A run encodes its picture twice before denoising: CLIP sees the clean picture, t
 it with `cond_aug` noise drawn from the run's generator (diffusers' order). So the CLIP
 embedding repeats whenever the picture does, and the VAE latent whenever the noisy picture
 does: same picture, size, cond_aug and seed (any seed when cond_aug is 0). Both are kept for
-the last few inputs and reused only on an exact match, so outputs stay bit-identical.
+the last few inputs and reused only on an exact match, so outputs stay bit-identical. The
+motion mask's latent of the clean picture is kept the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class SVDPipeline(StableVideoDiffusionPipeline):
         super().__init__(vae, image_encoder, unet, scheduler, feature_extractor)
         self.embeddings: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self.latents: list[tuple[torch.Tensor, tuple, torch.Tensor]] = []
-        self.hits = {"embedding": 0, "latent": 0}
+        self.clean: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self.hits = {"embedding": 0, "latent": 0, "picture": 0}
 
     @classmethod
     def of(cls, pipe: StableVideoDiffusionPipeline) -> SVDPipeline:
@@ -47,6 +49,32 @@ class SVDPipeline(StableVideoDiffusionPipeline):
     def clear_cache(self) -> None:
         self.embeddings.clear()
         self.latents.clear()
+        self.clean.clear()
+
+    def picture_latent(self, image: Image.Image) -> torch.Tensor:
+        """The VAE latent of the picture with no noise added (unscaled), as the motion mask
+        holds its still region to; kept like the others."""
+        device, vae = self._execution_device, self.vae
+        key = (picture_key(image), str(device), vae.dtype)
+        if key in self.clean:
+            self.clean.move_to_end(key)
+            self.hits["picture"] += 1
+            return self.clean[key]
+        pixels = self.video_processor.preprocess(image, *image.size[::-1])
+        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
+        if upcast:  # as diffusers encodes the picture
+            vae.to(dtype=torch.float32)
+        try:
+            with torch.no_grad():
+                pixels = pixels.to(device, torch.float32 if upcast else vae.dtype)
+                latent = vae.encode(pixels).latent_dist.mode()
+        finally:
+            if upcast:
+                vae.to(dtype=torch.float16)
+        self.clean[key] = latent
+        if len(self.clean) > CACHE_SIZE:
+            self.clean.popitem(last=False)
+        return latent
 
     def _encode_image(self, image, device, num_videos_per_prompt, do_classifier_free_guidance):
         if not isinstance(image, Image.Image):
