@@ -27,6 +27,8 @@ def caption(record: dict) -> str:
         parts.append("mask")
     if inp.get("control_maps_data_url"):
         parts.append("depth")
+    if (inp.get("cache_interval") or 1) > 1:
+        parts.append(f"deep features every {inp['cache_interval']} steps")
     return " · ".join(parts) + f" · {record.get('backend')}"
 
 

@@ -167,7 +167,8 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
                    cache_interval=2)  # fmt: skip
     tiny_backend.generate(inp)
     record = history.entries(tiny_backend.store)[0]
-    assert "seed 42 · motion 33 · 2 steps · mask" in history.caption(record)
+    caption = "seed 42 · motion 33 · 2 steps · mask · deep features every 2 steps"
+    assert caption in history.caption(record)
     s = history.settings(tiny_backend.store, record)
     assert s["image"].endswith(".input.png") and s["mask_file"].endswith(".mask.png")
     assert (s["seed"], s["motion_bucket_id"], s["num_frames"], s["width"]) == ("42", 33, 6, 192)
