@@ -8,7 +8,8 @@ memory is its own:
   ours     LocalBackend, default settings
   fast     LocalBackend --fast: channels-last, regional torch.compile (compiled in warm-up)
   reuse2/3 fast, plus cache_interval=2/3 (DeepCache; lossy: PSNR against fast)
-  low      LocalBackend with SVD_MEMORY=low: model offload, frame-by-frame feed-forward
+  low      LocalBackend with SVD_MEMORY=low: model offload, frame-by-frame feed-forward,
+           decode chunks of 2
   decode   VAE decode time and memory by decode chunk size
 
 Outputs are compared as decoded mp4 frames. `--small` runs the same cases with the tiny
@@ -66,17 +67,18 @@ def peak_gb() -> float | None:
 
 def timed(fn, runs: int) -> dict:
     """The first call (warm-up, compilation) apart, then the median of `runs` calls."""
-    t = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t
-    if CUDA:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(runs):
+
+    def call() -> float:
         t = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t)
+        if CUDA:
+            torch.cuda.synchronize()  # what was queued on the GPU counts too
+        return time.perf_counter() - t
+
+    first = call()
+    if CUDA:
+        torch.cuda.reset_peak_memory_stats()
+    times = [call() for _ in range(runs)]
     return {"first_s": round(first, 2), "median_s": round(statistics.median(times), 3),
             "peak_gb": peak_gb()}  # fmt: skip
 
@@ -107,6 +109,7 @@ def run_case(name: str, small: bool, steps: int, runs: int, work: Path) -> dict:
                        steps=steps, seed=0, cache_interval=interval)  # fmt: skip
 
         def once():
+            backend.load().clear_cache()  # each run as the first on its picture
             out = backend.generate(inp)
             Path(urlparse(out.image.url).path).replace(video)
 
@@ -117,6 +120,10 @@ def run_case(name: str, small: bool, steps: int, runs: int, work: Path) -> dict:
 
 def decode_case(small: bool, frames: int, width: int, height: int, runs: int) -> dict:
     pipe = build(small, DEVICE)
+    pipe.unet.to("cpu")  # the decoder's memory alone
+    pipe.image_encoder.to("cpu")
+    if CUDA:
+        torch.cuda.empty_cache()
     dtype = pipe.vae.dtype
     latents = torch.randn(1, frames, 4, height // 8, width // 8, device=DEVICE, dtype=dtype)
     result = {}
@@ -141,14 +148,18 @@ def main(steps_list, runs: int, cases, small: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="svd-gpu-bench-"))
     where = torch.cuda.get_device_name() if CUDA else "CPU"
     size = "tiny 192x128, 6 frames" if small else "SVD-XT random weights, 1024x576, 25 frames"
-    dtype = "fp16" if CUDA or not small else "fp32"
+    dtype = "fp32" if small else "fp16"
     print(f"{size}, {dtype} on {where}, torch {torch.__version__}, {runs} timed runs per case")
     for steps in steps_list:
         results = {}
         for name in cases:
             cmd = [sys.executable, __file__, "--case", name, "--steps", str(steps),
                    "--runs", str(runs), "--work", str(work)] + (["--small"] * small)  # fmt: skip
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+            except subprocess.TimeoutExpired:
+                print(f"{name}: over 30 minutes, stopped")
+                continue
             if done.returncode != 0:
                 print(f"{name}: failed\n{done.stderr[-2000:]}")
                 continue

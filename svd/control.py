@@ -92,12 +92,15 @@ def depth_control(
     def after_mid_block(module, args, output):
         return output + state["mid"]
 
+    # Hooks go on the blocks themselves, not on feature reuse's stand-ins for them.
+    up_blocks = [getattr(block, "reused_block", block) for block in unet.up_blocks]
+    mid_block = getattr(unet.mid_block, "reused_block", unet.mid_block)
     handles = [unet.register_forward_pre_hook(before_unet, with_kwargs=True)]
     handles += [
         block.register_forward_pre_hook(before_up_block(i), with_kwargs=True)
-        for i, block in enumerate(unet.up_blocks)
+        for i, block in enumerate(up_blocks)
     ]
-    handles.append(unet.mid_block.register_forward_hook(after_mid_block))
+    handles.append(mid_block.register_forward_hook(after_mid_block))
     try:
         yield
     finally:

@@ -18,9 +18,18 @@ def channels_last(model: nn.Module) -> None:
             module.to(memory_format=torch.channels_last)
 
 
+# SVD-XT's UNet alone has 12 resnet shapes that share one forward; each is its own entry.
+RECOMPILE_LIMIT = 64
+
+
 def compile_unet(unet: nn.Module, **options) -> int:
     """Compile the UNet's repeated blocks in place (`options` go to torch.compile); the first
     run at each size pays the compilation. Returns how many blocks were compiled."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(
+        config.accumulated_recompile_limit, RECOMPILE_LIMIT * 4
+    )
     count = 0
     for module in unet.modules():
         if type(module).__name__ in REPEATED_BLOCKS:

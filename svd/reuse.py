@@ -24,6 +24,11 @@ class Skippable(nn.Module):
         self.keep = keep  # this block's output is the feature reused
         self.outputs = outputs  # skips a down block hands on; 0 for other blocks
 
+    @property
+    def reused_block(self) -> nn.Module:
+        """The block stood in for."""
+        return self.block
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)

@@ -117,6 +117,8 @@ def test_feature_reuse_with_depth_control(plain):
         reused = frames(plain, picture, seed=7, num_inference_steps=4)
     assert psnr(both, controlled) > 25
     assert np.abs(both - reused).mean() > 0.01  # the ControlNet still acts
+    with feature_reuse(plain.unet, 2), depth_control(plain.unet, net, cond):  # either order
+        assert np.array_equal(frames(plain, picture, seed=7, num_inference_steps=4), both)
 
 
 def test_backend_runs_with_feature_reuse(tiny_backend, picture_path):
@@ -205,8 +207,12 @@ def test_page_status_names_the_fast_path_and_low_memory(tmp_path):
 
     plain_status = status_text(LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path))
     assert "fast path" not in plain_status and "low-memory" not in plain_status
-    both = LocalBackend(pipe=build_tiny_pipeline(), fast=True, memory="low", output_dir=tmp_path)
-    assert "fast path (compiled), low-memory mode" in status_text(both)
+    fast = LocalBackend(pipe=build_tiny_pipeline(), fast=True, output_dir=tmp_path)
+    assert "fast path (compiled)" in status_text(fast)
+    low = LocalBackend(pipe=build_tiny_pipeline(), memory="low", output_dir=tmp_path)
+    assert "low-memory mode" in status_text(low)
+    with pytest.raises(ValueError, match="SVD_FAST and SVD_MEMORY=low do not go together"):
+        LocalBackend(model="tiny", fast=True, memory="low", output_dir=tmp_path)
 
 
 def test_motion_mask_encodes_the_picture_once_across_segments(tmp_path, picture_path):
@@ -223,3 +229,27 @@ def test_motion_mask_encodes_the_picture_once_across_segments(tmp_path, picture_
                    **{**SMALL, "steps": 1})  # fmt: skip
     backend.generate(inp)
     assert backend.load().hits["picture"] == 1  # the second segment reused the first's
+
+
+def test_compiled_blocks_of_svd_xt_stay_within_the_recompile_limit():
+    """SVD-XT's UNet has a dozen resnet shapes sharing one forward; every one must compile,
+    at two frame counts (traced by Dynamo on the meta device, no weights, no codegen)."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from svd.fast import compile_unet
+
+    meta = torch.device("meta")
+    with meta:
+        unet = UNetSpatioTemporalConditionModel()  # SVD's config
+    unet.to(meta)
+    try:
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+            assert compile_unet(unet, backend="eager") == 38
+            for frames in (14, 25):
+                with meta:
+                    sample, hidden = torch.empty(2, frames, 8, 72, 128), torch.empty(2, 1, 1024)
+                    ids, t = torch.empty(2, 3), torch.tensor([1.0])
+                    out = unet(sample, t, encoder_hidden_states=hidden, added_time_ids=ids)[0]
+                assert out.shape == (2, frames, 4, 72, 128)
+    finally:
+        torch._dynamo.reset()

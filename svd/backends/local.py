@@ -114,6 +114,11 @@ class LocalBackend:
             raise ValueError(f"SVD_MEMORY: expected normal or low, got {self.memory!r}")
         if fast is None:
             fast = os.environ.get("SVD_FAST", "").lower() in ("1", "true", "yes", "on")
+        if fast and self.memory == "low":
+            raise ValueError(
+                "SVD_FAST and SVD_MEMORY=low do not go together: low memory runs the "
+                "feed-forward layers frame by frame, which compiles into outsized graphs"
+            )
         self.fast = fast
         # Depth maps from videos: SVD_DEPTH_MODEL, else a tiny one beside the tiny SVD.
         self.depth_model = os.environ.get("SVD_DEPTH_MODEL") or None
@@ -190,21 +195,23 @@ class LocalBackend:
         visits the GPU only while it runs, and the UNet's feed-forward layers go frame by
         frame; small decode chunks follow in `_decode_chunk`."""
         if self.memory == "low":
-            pipe.unet.enable_forward_chunking(chunk_size=1, dim=1)
+            # dim 0 is frames in the spatial blocks; the temporal ones chunk frames anyway.
+            pipe.unet.enable_forward_chunking(chunk_size=1, dim=0)
             if self.device.startswith("cuda"):
                 pipe.enable_model_cpu_offload(device=self.device)
                 return
         pipe.to(self.device)
 
-    def _speed_up(self, *models) -> None:
-        """The fast path (`fast`, SVD_FAST): channels-last convolutions everywhere, and the
-        repeated blocks of the UNets compiled; the first run at each size compiles them."""
+    def _speed_up(self, unet, vae=None) -> None:
+        """The fast path (`fast`, SVD_FAST): channels-last convolutions, and the repeated
+        blocks of the UNet (or ControlNet) compiled; the first run at each size compiles."""
         if not self.fast:
             return
-        for model in models:
-            channels_last(model)
-            if compile_unet(model):
-                log.info("compiling %s on first use", type(model).__name__)
+        for model in (unet, vae):
+            if model is not None:
+                channels_last(model)
+        compile_unet(unet)
+        log.info("%s compiles on first use", type(unet).__name__)
 
     def warm_up(self) -> None:
         """On the fast path, compile before the first request: one step at the default size
