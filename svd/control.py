@@ -16,6 +16,11 @@ from diffusers import UNetSpatioTemporalConditionModel
 from svd.controlnet import ControlNetSDV
 
 
+def down_block_skips(unet: UNetSpatioTemporalConditionModel) -> list[int]:
+    """How many skips each down block hands to the up blocks: its resnets and downsampler."""
+    return [len(b.resnets) + (1 if b.downsamplers else 0) for b in unet.down_blocks]
+
+
 def skip_multipliers(unet: UNetSpatioTemporalConditionModel) -> list[int]:
     """How many times each skip gets its residual: once per down block from its own on.
 
@@ -24,8 +29,7 @@ def skip_multipliers(unet: UNetSpatioTemporalConditionModel) -> list[int]:
     """
     n = len(unet.down_blocks)
     counts = [n]  # the conv_in skip
-    for i, block in enumerate(unet.down_blocks):
-        skips = len(block.resnets) + (1 if block.downsamplers else 0)
+    for i, skips in enumerate(down_block_skips(unet)):
         counts += [n - i] * skips
     return counts
 
@@ -40,8 +44,8 @@ def maps_to_cond(maps: np.ndarray, device, dtype) -> torch.Tensor:
 def skip_levels(unet: UNetSpatioTemporalConditionModel) -> list[int]:
     """For each skip, how many down blocks must run to make it (0 for conv_in's)."""
     levels = [0]
-    for i, block in enumerate(unet.down_blocks):
-        levels += [i + 1] * (len(block.resnets) + (1 if block.downsamplers else 0))
+    for i, skips in enumerate(down_block_skips(unet)):
+        levels += [i + 1] * skips
     return levels
 
 

@@ -51,15 +51,25 @@ class SVDPipeline(StableVideoDiffusionPipeline):
         self.latents.clear()
         self.clean.clear()
 
+    def _remember(self, store: OrderedDict, kind: str, key: tuple, make) -> torch.Tensor:
+        """`store[key]`, made by `make()` the first time; the oldest of too many goes."""
+        if key in store:
+            store.move_to_end(key)
+            self.hits[kind] += 1
+            return store[key]
+        value = store[key] = make()
+        if len(store) > CACHE_SIZE:
+            store.popitem(last=False)
+        return value
+
     def picture_latent(self, image: Image.Image) -> torch.Tensor:
         """The VAE latent of the picture with no noise added (unscaled), as the motion mask
         holds its still region to; kept like the others."""
+        key = (picture_key(image), str(self._execution_device), self.vae.dtype)
+        return self._remember(self.clean, "picture", key, lambda: self._encode_clean(image))
+
+    def _encode_clean(self, image: Image.Image) -> torch.Tensor:
         device, vae = self._execution_device, self.vae
-        key = (picture_key(image), str(device), vae.dtype)
-        if key in self.clean:
-            self.clean.move_to_end(key)
-            self.hits["picture"] += 1
-            return self.clean[key]
         pixels = self.video_processor.preprocess(image, *image.size[::-1])
         upcast = vae.dtype == torch.float16 and vae.config.force_upcast
         if upcast:  # as diffusers encodes the picture
@@ -71,9 +81,6 @@ class SVDPipeline(StableVideoDiffusionPipeline):
         finally:
             if upcast:
                 vae.to(dtype=torch.float16)
-        self.clean[key] = latent
-        if len(self.clean) > CACHE_SIZE:
-            self.clean.popitem(last=False)
         return latent
 
     def _encode_image(self, image, device, num_videos_per_prompt, do_classifier_free_guidance):
@@ -81,20 +88,16 @@ class SVDPipeline(StableVideoDiffusionPipeline):
             return super()._encode_image(
                 image, device, num_videos_per_prompt, do_classifier_free_guidance
             )
-        dtype = self.image_encoder.dtype
-        key = (picture_key(image), str(device), dtype, num_videos_per_prompt)
+        key = (picture_key(image), str(device), self.image_encoder.dtype, num_videos_per_prompt)
         key += (do_classifier_free_guidance,)
-        if key in self.embeddings:
-            self.embeddings.move_to_end(key)
-            self.hits["embedding"] += 1
-            return self.embeddings[key]
-        embeds = super()._encode_image(
-            image, device, num_videos_per_prompt, do_classifier_free_guidance
+        return self._remember(
+            self.embeddings,
+            "embedding",
+            key,
+            lambda: super(SVDPipeline, self)._encode_image(
+                image, device, num_videos_per_prompt, do_classifier_free_guidance
+            ),
         )
-        self.embeddings[key] = embeds
-        if len(self.embeddings) > CACHE_SIZE:
-            self.embeddings.popitem(last=False)
-        return embeds
 
     def _encode_vae_image(self, image, device, num_videos_per_prompt, do_classifier_free_guidance):
         # The noisy picture is compared in full, on its device: cheap next to a VAE encode.

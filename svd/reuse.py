@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from diffusers import UNetSpatioTemporalConditionModel
 from torch import nn
 
+from svd.control import down_block_skips
+
 
 class Skippable(nn.Module):
     """A UNet block that runs on full steps and is stood in for on reuse steps."""
@@ -63,9 +65,9 @@ def feature_reuse(unet: UNetSpatioTemporalConditionModel, interval: int):
         state["calls"] += 1
         module.reusing_features = state["reuse"]  # read by the depth control's hook
 
+    skips = down_block_skips(unet)
     for i, block in enumerate(down[1:], start=1):
-        skips = len(block.resnets) + (1 if block.downsamplers else 0)
-        unet.down_blocks[i] = Skippable(block, state, outputs=skips)
+        unet.down_blocks[i] = Skippable(block, state, outputs=skips[i])
     unet.mid_block = Skippable(mid, state)
     for i, block in enumerate(up[:-1]):
         unet.up_blocks[i] = Skippable(block, state, keep=i == len(up) - 2)

@@ -15,7 +15,7 @@ import uvicorn
 
 from svd import history
 from svd.api import build_api
-from svd.backends import Backend, get_backend
+from svd.backends import Backend, fast_from_env, get_backend
 from svd.depth_video import video_to_depth_archive
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput, parse_input
@@ -374,7 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fast",
         action=argparse.BooleanOptionalAction,
-        default=env("SVD_FAST", "0").lower() in ("1", "true", "yes", "on"),
+        default=fast_from_env(),
         help="channels-last and torch.compile; the first run at each size compiles (SVD_FAST)",
     )
     p.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))

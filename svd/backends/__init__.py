@@ -17,6 +17,11 @@ OPTIONS = {
 }
 
 
+def fast_from_env() -> bool:
+    """Whether SVD_FAST asks for the local backend's fast path."""
+    return os.environ.get("SVD_FAST", "").lower() in ("1", "true", "yes", "on")
+
+
 def resolve_name(name: str = "auto") -> str:
     """ "auto" becomes `SVD_BACKEND`, else fal when a fal key is set, else local."""
     if name == "auto":

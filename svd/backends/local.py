@@ -15,6 +15,7 @@ from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
 from svd.archive import depth_strip, maps_from_archive
+from svd.backends import fast_from_env
 from svd.backends.base import EventHandler, Queued, Stage, Step, emit
 from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_controlnet, build_tiny_pipeline
 from svd.control import depth_control, maps_to_cond
@@ -113,7 +114,7 @@ class LocalBackend:
         if self.memory not in ("normal", "low"):
             raise ValueError(f"SVD_MEMORY: expected normal or low, got {self.memory!r}")
         if fast is None:
-            fast = os.environ.get("SVD_FAST", "").lower() in ("1", "true", "yes", "on")
+            fast = fast_from_env()
         if fast and self.memory == "low":
             raise ValueError(
                 "SVD_FAST and SVD_MEMORY=low do not go together: low memory runs the "
