@@ -408,6 +408,9 @@ def main(argv: list[str] | None = None) -> None:
         show_error=True,
         css=CSS,
     )
+    # Gradio refuses file inputs that were not uploaded through the page only once the app
+    # "has launched" (processing_utils._check_allowed); launch() sets it, mounting does not.
+    page.has_launched = True
     print(f"* Running on http://{args.host}:{args.port} (API: /fal-ai/svd, docs: /docs)")
     uvicorn.run(
         server, host=args.host, port=args.port, root_path=args.root_path or "", log_level="warning"

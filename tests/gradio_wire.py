@@ -1,0 +1,51 @@
+"""Gradio's own wire protocol, spoken by hand: what a hostile script sends, not the page."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import httpx
+
+
+def endpoint(url: str, api_name: str) -> tuple[int, list[dict]]:
+    """The event's fn_index and its input components (id, type, elem_id, default value)."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    components = {c["id"]: c for c in config["components"]}
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
+    inputs = [
+        {
+            "id": i,
+            "type": components[i]["type"],
+            "elem_id": components[i]["props"].get("elem_id"),
+            "value": components[i]["props"].get("value"),
+        }
+        for i in dep["inputs"]
+    ]
+    return dep["id"], inputs
+
+
+def file_data(path: str) -> dict:
+    """A file value as the page would send it after an upload, pointing at `path`."""
+    return {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
+
+
+def call(url: str, api_name: str, values: dict, timeout: float = 120, session: str = "") -> dict:
+    """Join the queue for `api_name` with inputs by elem_id (others: their defaults) and
+    return the `process_completed` message."""
+    fn_index, inputs = endpoint(url, api_name)
+    data = [values.get(i["elem_id"], i["value"]) for i in inputs]
+    session = session or secrets.token_hex(6)
+    body = {"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None}
+    with httpx.Client(base_url=url, timeout=timeout) as client:
+        joined = client.post("/gradio_api/queue/join", json=body)
+        if joined.status_code != 200:
+            return {"success": False, "status_code": joined.status_code, "output": joined.json()}
+        with client.stream("GET", f"/gradio_api/queue/data?session_hash={session}") as r:
+            for line in r.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    return msg
+    raise AssertionError("the queue stream ended without a result")
