@@ -9,11 +9,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+from PIL import Image
 
-from tests.conftest import make_picture  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # svd, from bench/ scripts
 
 PARAMS = {"width": 192, "height": 128, "num_frames": 6, "steps": 3, "seed": 0}
+
+
+def make_picture(width: int = 320, height: int = 200) -> Image.Image:
+    """A smooth, asymmetric test picture: gradients and a dark square in one corner."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([x / width, y / height, 1 - x / width], axis=-1) * 255
+    rgb[: height // 4, : width // 4] = 20
+    return Image.fromarray(rgb.astype(np.uint8))
 
 
 def workdir() -> Path:

@@ -34,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import make_picture  # noqa: E402
 from xt import FRAMES, SIZE, build_xt  # noqa: E402
 
 from svd.backends.local import LocalBackend  # noqa: E402
 from svd.backends.tiny import build_tiny_pipeline  # noqa: E402
 from svd.media import read_video, write_mp4  # noqa: E402
 from svd.schema import SVDInput  # noqa: E402
-from tests.conftest import make_picture  # noqa: E402
 
 CASES = {
     "vanilla": {},

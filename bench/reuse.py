@@ -11,11 +11,10 @@ import argparse
 
 import numpy as np
 import torch
-from common import PARAMS, medians
+from common import PARAMS, make_picture, medians
 
 from svd.backends.tiny import build_tiny_pipeline
 from svd.reuse import feature_reuse
-from tests.conftest import make_picture
 
 STEPS = 12
 

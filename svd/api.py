@@ -3,35 +3,64 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import re
 import secrets
 from pathlib import Path
-from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from svd.backends import Backend
-from svd.errors import BackendError
-from svd.fetch import file_path
-from svd.jobs import Job, JobQueue
+from svd.errors import InputError
+from svd.fetch import file_path, is_http
+from svd.jobs import Job, JobQueue, QueueFull
 from svd.outputs import CONTENT_TYPES
-from svd.schema import URL_FIELDS, SVDInput, SVDOutput
+from svd.schema import URL_FIELDS, SVDInput, SVDOutput, parse_input
+from svd.settings import settings
 
 APP_ID = "fal-ai/svd"
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+FAL_BODY = {"content": {"application/json": {"schema": SVDInput.model_json_schema()}}}
+
+
+def has_key(request: Request) -> bool:
+    """Whether the request carries SVD_API_KEY as `Authorization: Key <key>`."""
+    key = settings().api_key
+    if not key:
+        return False
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "key" and secrets.compare_digest(value.strip().encode(), key.encode())
 
 
 def check_key(request: Request) -> None:
-    """With SVD_API_KEY set, every API call needs `Authorization: Key <key>`."""
-    key = os.environ.get("SVD_API_KEY")
-    if not key:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "key" or not secrets.compare_digest(value.strip().encode(), key.encode()):
+    """With SVD_API_KEY set, every API call needs it; checked before the body is read."""
+    if settings().api_key and not has_key(request):
         raise HTTPException(401, "Missing or wrong API key: send 'Authorization: Key <key>'")
+
+
+async def read_input(request: Request) -> SVDInput:
+    """The request body as an SVDInput, refused (413) past SVD_MAX_BODY_MB before it is read."""
+    limit = settings().max_body_mb * 1024 * 1024
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise HTTPException(413, f"the body is over the {settings().max_body_mb} MB limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"the body is over the {settings().max_body_mb} MB limit")
+        chunks.append(chunk)
+    try:
+        body = json.loads(b"".join(chunks) or b"null")
+        inp = parse_input(body)
+    except ValueError as e:  # InputError is a ValueError; so is malformed JSON
+        detail = e.fal_detail() if isinstance(e, InputError) else _not_json(e)
+        raise HTTPException(422, detail) from None
+    refuse_local_paths(inp)
+    return inp
+
+
+def _not_json(error: ValueError) -> list[dict]:
+    return [{"loc": ["body"], "msg": f"not valid JSON ({error})", "type": "json_invalid"}]
 
 
 def refuse_local_paths(inp: SVDInput) -> None:
@@ -39,24 +68,21 @@ def refuse_local_paths(inp: SVDInput) -> None:
     errors = []
     for name in URL_FIELDS:
         value = getattr(inp, name)
-        try:
-            scheme = urlparse(value.strip()).scheme.lower() if value else "data"
-        except ValueError:
-            scheme = "malformed"
-        if scheme not in ("http", "https", "data"):
+        if value and not (is_http(value) or value.strip().lower().startswith("data:")):
             msg = "must be an http(s) URL or a data: URI; local paths are not accepted here"
             errors.append({"loc": ["body", name], "msg": msg, "type": "value_error"})
     if errors:
         raise HTTPException(422, errors)
 
 
-def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, run=None) -> FastAPI:
-    """A FastAPI app with the fal routes for `backend`; mount the page on it afterwards.
+def client_address(request: Request) -> str:
+    """The caller's address (uvicorn takes it from a trusted proxy's X-Forwarded-For)."""
+    return request.client.host if request.client else ""
 
-    `run(backend, inp, on_event)` runs one request (the page's ZeroGPU wrapper, say).
-    """
+
+def build_api(jobs: JobQueue, output_dir: str | Path) -> FastAPI:
+    """A FastAPI app with the fal routes over `jobs`; mount the page on it afterwards."""
     output_dir = Path(output_dir).resolve()
-    jobs = JobQueue(backend, max_size=queue_size, run=run)
     api = FastAPI(title="SVD Studio API", description="fal-ai/svd, self-hosted.")
     router = APIRouter(dependencies=[Depends(check_key)], tags=["fal-ai/svd"])
 
@@ -69,14 +95,13 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, ru
 
     def result(request: Request, job: Job) -> JSONResponse:
         if job.error is not None:
-            return JSONResponse({"detail": job.error[1]}, status_code=job.error[0])
+            return JSONResponse({"detail": job.error.detail}, status_code=job.error.status)
         return JSONResponse(public(request, job))
 
-    def submit(inp: SVDInput) -> Job:
-        refuse_local_paths(inp)
+    def submit(inp: SVDInput, request: Request) -> Job:
         try:
-            return jobs.submit(inp)
-        except BackendError as e:
+            return jobs.submit(inp, address=client_address(request), limited=not has_key(request))
+        except QueueFull as e:
             raise HTTPException(429, str(e)) from None
 
     def job_or_404(request_id: str) -> Job:
@@ -94,10 +119,13 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, ru
             "cancel_url": base + "/cancel",
         }
 
-    @router.post(f"/{APP_ID}", response_model=SVDOutput, summary="Run and wait for the video")
-    async def run(inp: SVDInput, request: Request):
+    @router.post(
+        f"/{APP_ID}", response_model=SVDOutput, summary="Run and wait for the video",
+        openapi_extra={"requestBody": FAL_BODY},
+    )  # fmt: skip
+    async def run_and_wait(request: Request):
+        job = submit(await read_input(request), request)
         loop, finished = asyncio.get_running_loop(), asyncio.Event()
-        job = submit(inp)
         job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
         while not job.done.is_set():  # waits without holding a thread
             try:
@@ -108,9 +136,11 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, ru
                     return JSONResponse({"detail": "client went away"}, status_code=499)
         return result(request, job)
 
-    @router.post(f"/queue/{APP_ID}", summary="Queue a request")
-    def queue_submit(inp: SVDInput, request: Request):
-        job = submit(inp)
+    @router.post(
+        f"/queue/{APP_ID}", summary="Queue a request", openapi_extra={"requestBody": FAL_BODY}
+    )
+    async def queue_submit(request: Request):
+        job = submit(await read_input(request), request)
         return {**urls(request, job), "status": job.status, "queue_position": jobs.position(job)}
 
     @router.get(f"/queue/{APP_ID}/requests/{{request_id}}/status", summary="A request's status")
@@ -122,9 +152,10 @@ def build_api(backend: Backend, output_dir: str | Path, queue_size: int = 64, ru
         if job.status == "IN_QUEUE":
             body["queue_position"] = jobs.position(job)
         if job.status == "COMPLETED":
-            body["metrics"] = {}
+            body["metrics"] = {"inference_time": job.inference_time}
             if job.error is not None:
-                body["error"] = job.error[1] if isinstance(job.error[1], str) else "invalid input"
+                detail = job.error.detail
+                body["error"] = detail if isinstance(detail, str) else "invalid input"
         return body
 
     @router.get(f"/queue/{APP_ID}/requests/{{request_id}}", summary="A request's result")

@@ -7,7 +7,6 @@ Entries are ordered by file name with runs of digits compared as numbers (9.png 
 from __future__ import annotations
 
 import io
-import os
 import re
 import stat
 import tarfile
@@ -20,13 +19,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from svd.errors import InputError
 from svd.fetch import read_url
+from svd.settings import settings
 
 FIELD = "control_maps_data_url"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tiff", ".tif"}
-MAX_ENTRIES = int(os.environ.get("SVD_ARCHIVE_MAX_ENTRIES", "1000"))
-MAX_TOTAL_BYTES = int(os.environ.get("SVD_ARCHIVE_MAX_MB", "256")) * 1024 * 1024
 MAX_RATIO = 200  # uncompressed / compressed, beyond which a zip entry is a bomb
 MAX_MAPS = 64  # the most frames a video may have
+MIN_MAPS = 2  # the fewest (num_frames' own lower bound)
 MAX_MAP_PIXELS = 16_777_216  # 4096 x 4096
 
 
@@ -113,15 +112,24 @@ def _read_tar(buf: io.BytesIO) -> list[Entry]:
     return entries
 
 
+def maps_for_a_video(data: bytes) -> list[Entry]:
+    """An archive's maps, refused unless they make a video (one frame per map)."""
+    entries = read_archive(data)
+    if len(entries) < MIN_MAPS:  # one frame breaks diffusers' guidance schedule
+        raise InputError(FIELD, f"the archive holds 1 map; a video needs at least {MIN_MAPS}")
+    return entries
+
+
 def _check_count(count: int) -> None:
-    if count > MAX_ENTRIES:
-        raise InputError(FIELD, f"the archive has over {MAX_ENTRIES} entries")
+    limit = settings().archive_max_entries
+    if count > limit:
+        raise InputError(FIELD, f"the archive has over {limit} entries (SVD_ARCHIVE_MAX_ENTRIES)")
 
 
 def _check_total(total: int) -> None:
-    if total > MAX_TOTAL_BYTES:
-        limit = MAX_TOTAL_BYTES // (1024 * 1024)
-        raise InputError(FIELD, f"the archive expands to over {limit} MB")
+    limit = settings().archive_max_mb
+    if total > limit * 1024 * 1024:
+        raise InputError(FIELD, f"the archive expands to over {limit} MB (SVD_ARCHIVE_MAX_MB)")
 
 
 def decode_depth(entry: Entry) -> np.ndarray:

@@ -18,6 +18,7 @@ from svd.controlnet import ControlNetSDV
 
 def down_block_skips(unet: UNetSpatioTemporalConditionModel) -> list[int]:
     """How many skips each down block hands to the up blocks: its resnets and downsampler."""
+    # diffusers internal: the SVD down blocks' `resnets` and `downsamplers`, one skip each.
     return [len(b.resnets) + (1 if b.downsamplers else 0) for b in unet.down_blocks]
 
 
@@ -63,13 +64,15 @@ def depth_control(
     """
     multipliers, levels = skip_multipliers(unet), skip_levels(unet)
     slices, end = [], len(multipliers)
-    for block in unet.up_blocks:  # the UNet hands its skips to the up blocks from the end
+    # diffusers internal: the UNet hands its skips to the up blocks from the end, by `resnets`.
+    for block in unet.up_blocks:
         slices.append(slice(end - len(block.resnets), end))
         end -= len(block.resnets)
     shallow = max(levels[slices[-1]])
     state: dict = {}
 
     def before_unet(module, args, kwargs):
+        # diffusers internal: the UNet's forward names, as the SVD pipeline passes them.
         sample = args[0] if args else kwargs["sample"]
         down, mid = controlnet(
             sample,
@@ -86,6 +89,7 @@ def depth_control(
     def before_up_block(index):
         def hook(module, args, kwargs):
             residual = state["down"][slices[index]]
+            # diffusers internal: the UNet passes an up block its skips as this keyword.
             skips = kwargs["res_hidden_states_tuple"]
             added = tuple(s + r for s, r in zip(skips, residual, strict=True))
             kwargs["res_hidden_states_tuple"] = added
@@ -97,6 +101,7 @@ def depth_control(
         return output + state["mid"]
 
     # Hooks go on the blocks themselves, not on feature reuse's stand-ins for them.
+    # diffusers internal: the UNet's `up_blocks` and `mid_block`, hooked by those names.
     up_blocks = [getattr(block, "reused_block", block) for block in unet.up_blocks]
     mid_block = getattr(unet.mid_block, "reused_block", unet.mid_block)
     handles = [unet.register_forward_pre_hook(before_unet, with_kwargs=True)]

@@ -12,14 +12,18 @@ from __future__ import annotations
 import inspect
 
 import torch
-from diffusers import UNetSpatioTemporalConditionModel
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers import ConfigMixin, ModelMixin, UNetSpatioTemporalConditionModel
+
+# diffusers internal: these module paths, not exported at the top level.
+from diffusers.configuration_utils import register_to_config
 from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_3d_blocks import UNetMidBlockSpatioTemporal, get_down_block
 from torch import nn
 
+from svd.fast import REPEATED_BLOCKS
+
+# diffusers internal: UNetSpatioTemporalConditionModel's attribute names.
 COPIED_FROM_UNET = ("conv_in", "time_embedding", "add_embedding", "down_blocks", "mid_block")
 
 
@@ -29,6 +33,8 @@ def _per_block(value, n: int) -> list:
 
 class ControlNetSDV(ModelMixin, ConfigMixin):
     """ControlNet residuals for SVD's UNetSpatioTemporalConditionModel."""
+
+    _repeated_blocks = REPEATED_BLOCKS  # for compile_repeated_blocks: the UNet's own blocks
 
     @register_to_config
     def __init__(
@@ -161,6 +167,7 @@ class ControlNetSDV(ModelMixin, ConfigMixin):
         skips = [hidden]
         blocks = self.down_blocks if levels is None else self.down_blocks[:levels]
         for block in blocks:
+            # diffusers internal: the SVD blocks' forward keyword names, as the UNet calls them.
             kwargs = {"temb": emb, "image_only_indicator": indicator}
             if getattr(block, "has_cross_attention", False):
                 kwargs["encoder_hidden_states"] = context

@@ -4,7 +4,6 @@ into the archive that `control_maps_data_url` takes."""
 from __future__ import annotations
 
 import io
-import os
 import threading
 import zipfile
 
@@ -14,6 +13,7 @@ from PIL import Image
 from svd.archive import MAX_MAPS
 from svd.errors import BackendError, InputError
 from svd.fetch import read_url
+from svd.settings import settings
 
 FIELD = "control_video_url"
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
@@ -52,7 +52,7 @@ def build_tiny_depth_pipeline(seed: int = 0):
 def depth_pipeline(model: str | None = None):
     """The depth-estimation pipeline (`SVD_DEPTH_MODEL`, a small Depth Anything by default;
     "tiny" builds a random one), loaded once."""
-    name = model or os.environ.get("SVD_DEPTH_MODEL") or DEFAULT_DEPTH_MODEL
+    name = model or settings().depth_model or DEFAULT_DEPTH_MODEL
     with _lock:
         if name not in _models:
             if name == "tiny":
@@ -73,9 +73,7 @@ def video_to_depth_archive(url: str, model: str | None = None) -> bytes:
     whole video so the frames agree."""
     from svd.media import read_video_bytes
 
-    frames = read_video_bytes(read_url(url, FIELD), FIELD)
-    if len(frames) > MAX_MAPS:
-        frames = frames[np.linspace(0, len(frames) - 1, MAX_MAPS).round().astype(int)]
+    frames = read_video_bytes(read_url(url, FIELD), FIELD, pick=MAX_MAPS)
     estimate = depth_pipeline(model)
     depths = [
         np.asarray(estimate(Image.fromarray(f))["predicted_depth"], np.float32) for f in frames

@@ -17,12 +17,18 @@ class InputError(ValueError):
     @classmethod
     def from_validation(cls, error: ValidationError) -> InputError:
         """The first problem of a pydantic error, worded for a person."""
-        first = error.errors()[0]
+        details = error.errors(include_url=False, include_context=False)
+        for detail, full in zip(details, error.errors(include_url=False), strict=True):
+            rule = (full.get("ctx") or {}).get("error")
+            if isinstance(rule, RuleError):  # a rule across fields names its own field
+                detail.update(loc=(rule.field,), msg=str(rule))
+                detail.pop("input", None)
+        first = details[0]
         field = ".".join(str(p) for p in first["loc"]) or "input"
         message = first["msg"]
         if first["type"] != "missing" and "input" in first:
             message += f" (got {short(first['input'])})"
-        return cls(field, message, error.errors(include_url=False, include_context=False))
+        return cls(field, message, details)
 
     def fal_detail(self) -> list[dict]:
         """The problems as fal and FastAPI word a 422: [{loc: ["body", field], msg, type}]."""
@@ -30,6 +36,14 @@ class InputError(ValueError):
             {"loc": ["body", *d["loc"]], "msg": d["msg"], "type": d.get("type", "value_error")}
             for d in self.details
         ]
+
+
+class RuleError(ValueError):
+    """A rule across fields, broken; raised in the schema's validators, naming `field`."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
 
 
 class BackendError(RuntimeError):

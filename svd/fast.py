@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from diffusers import ModelMixin
 from torch import nn
 
 # The UNet's repeated blocks. Compiling these rather than the whole UNet compiles each kind
@@ -22,17 +23,16 @@ def channels_last(model: nn.Module) -> None:
 RECOMPILE_LIMIT = 64
 
 
-def compile_unet(unet: nn.Module, **options) -> int:
-    """Compile the UNet's repeated blocks in place (`options` go to torch.compile); the first
-    run at each size pays the compilation. Returns how many blocks were compiled."""
+def compile_unet(unet: ModelMixin, **options) -> int:
+    """Compile the UNet's (or ControlNet's) repeated blocks in place with diffusers'
+    `compile_repeated_blocks` (`options` go to torch.compile); the first run at each size pays
+    the compilation. Returns how many blocks were compiled."""
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
     config.accumulated_recompile_limit = max(
         config.accumulated_recompile_limit, RECOMPILE_LIMIT * 4
     )
-    count = 0
-    for module in unet.modules():
-        if type(module).__name__ in REPEATED_BLOCKS:
-            module.compile(**options)
-            count += 1
-    return count
+    if not unet._repeated_blocks:  # diffusers internal: SVD's UNet sets none; set per instance
+        unet._repeated_blocks = REPEATED_BLOCKS
+    unet.compile_repeated_blocks(**options)
+    return sum(type(m).__name__ in unet._repeated_blocks for m in unet.modules())

@@ -14,9 +14,8 @@ from urllib.parse import unquote, unquote_to_bytes, urljoin, urlparse
 import httpx
 
 from svd.errors import InputError
+from svd.settings import settings
 
-MAX_BYTES = int(os.environ.get("SVD_MAX_DOWNLOAD_MB", "50")) * 1024 * 1024
-TIMEOUT_S = float(os.environ.get("SVD_FETCH_TIMEOUT", "30"))
 MAX_REDIRECTS = 5
 
 
@@ -25,11 +24,14 @@ def read_url(
     field: str,
     *,
     allow_local: bool = True,
-    max_bytes: int = MAX_BYTES,
-    timeout: float = TIMEOUT_S,
+    max_bytes: int | None = None,
+    timeout: float | None = None,
 ) -> bytes:
-    """The bytes at `url`; InputError naming `field` when it cannot be read."""
+    """The bytes at `url`; InputError naming `field` when it cannot be read. The limits are
+    SVD_MAX_DOWNLOAD_MB and SVD_FETCH_TIMEOUT unless given."""
     url = url.strip()
+    max_bytes = max_bytes or settings().max_download_bytes
+    timeout = timeout or settings().fetch_timeout
     try:
         scheme = urlparse(url).scheme.lower()
     except ValueError:
@@ -43,6 +45,14 @@ def read_url(
             raise InputError(field, "local files are not accepted here; use http(s) or data:")
         return _read_path(_local_path(url, scheme), field, max_bytes)
     raise InputError(field, f"unsupported URL scheme '{scheme}'; use http(s), data: or a file path")
+
+
+def is_http(url: str) -> bool:
+    """Whether `url` is an http(s) URL (fetched over the network, not read from here)."""
+    try:
+        return urlparse(url.strip()).scheme.lower() in ("http", "https")
+    except ValueError:
+        return False
 
 
 def _is_windows_drive(scheme: str) -> bool:
@@ -97,7 +107,7 @@ def _read_path(path: Path, field: str, max_bytes: int) -> bytes:
 
 def _allowed_private() -> set[str] | None:
     """SVD_ALLOW_PRIVATE_URLS: "1" allows every address; else host or host:port entries."""
-    value = os.environ.get("SVD_ALLOW_PRIVATE_URLS", "").strip()
+    value = settings().allow_private_urls.strip()
     if value.lower() in ("1", "true", "yes", "all"):
         return None
     return {part.strip().lower() for part in value.split(",") if part.strip()}

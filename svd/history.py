@@ -1,15 +1,83 @@
-"""Past videos for the page: read back from the output folder, so they survive a restart."""
+"""Past videos for the page: read back from the output folder, so they survive a restart.
+
+Each browser sees the runs it made (private by default): the page keeps their ids in the
+browser, each with a token only this server can make, so no one lists another's runs.
+`SVD_HISTORY=all` shows the whole folder, for one person on their own machine.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from svd.fetch import file_path
 from svd.outputs import OutputStore
-from svd.schema import SVDInput
+from svd.schema import URL_FIELDS, SVDInput
 
 SHOWN = 24
+KEY_FILE = ".history-key"  # not served: /outputs/ names start with a letter or digit
+
+
+def _key(store: OutputStore) -> bytes:
+    """The server's secret for tokens, kept in the output folder so it outlives restarts."""
+    path = store.root / KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        store.root.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.hex())
+        return key
+
+
+def token(store: OutputStore, run_id: str) -> str:
+    return hmac.new(_key(store), run_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def remember(store: OutputStore, mine: list | None, run_id: str) -> list[dict]:
+    """The browser's list of its runs with `run_id` added, newest first."""
+    entry = {"id": run_id, "token": token(store, run_id)}
+    kept = [e for e in (mine or []) if isinstance(e, dict) and e.get("id") != run_id]
+    return [entry, *kept][:100]
+
+
+def own_entries(store: OutputStore, mine: list | None, limit: int = SHOWN) -> list[dict]:
+    """The records of the runs in the browser's list whose token is right and video exists."""
+    found = []
+    for entry in mine or []:
+        run_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(run_id, str) or not isinstance(entry.get("token"), str):
+            continue
+        if not hmac.compare_digest(entry["token"], token(store, run_id)):
+            continue
+        try:
+            record = store.load(run_id)
+        except (OSError, ValueError):
+            continue
+        if video_of(store, record) is not None:
+            found.append(record)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def public_record(record: dict) -> dict:
+    """A record as the page shows it: no server paths (local inputs by file name only)."""
+    shown = json.loads(json.dumps(record))
+    shown.get("output", {}).pop("url", None)
+    inp = shown.get("input") or {}
+    for name in URL_FIELDS:
+        value = inp.get(name)
+        if isinstance(value, str) and not value.startswith(("data:", "http:", "https:")):
+            inp[name] = f"<upload: {PurePosixPath(value).name}>"
+    return shown
 
 
 def video_of(store: OutputStore, record: dict) -> Path | None:
@@ -33,9 +101,9 @@ def caption(record: dict) -> str:
 
 
 def entries(store: OutputStore, limit: int = SHOWN) -> list[dict]:
-    """The newest records whose video still exists."""
+    """The newest records whose video still exists; only those are read."""
     found = []
-    for record in store.list():
+    for record in store.newest():
         if video_of(store, record) is not None:
             found.append(record)
         if len(found) >= limit:

@@ -1,126 +1,314 @@
-"""A first-in, first-out queue of generation requests for the HTTP API, run one at a time."""
+"""The one queue of generation requests, for the page and the HTTP API.
+
+Durable: every request, its status, logs, result or error is a row in SQLite in the output
+folder, so a restart loses none. Requests queued through the API run after a restart; one
+that was running, or a page request whose visitor's connection is gone, ends with a clear
+error. Run by one worker per backend (one backend per device, `SVD_DEVICES`).
+"""
 
 from __future__ import annotations
 
-import collections
+import json
 import secrets
+import sqlite3
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from svd.backends import Backend, Event, Queued, describe
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput
 
-MAX_KEPT = 1000  # finished jobs remembered for their results
+MAX_KEPT = 1000  # finished requests kept for their results
+RESTARTED = "interrupted by a restart; send the request again"
+CANCELLED = "Request was cancelled"
+TABLE = """CREATE TABLE IF NOT EXISTS requests (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, surface TEXT NOT NULL,
+    session TEXT NOT NULL DEFAULT '', address TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+    input TEXT, output TEXT, error_code INTEGER, error TEXT, logs TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL, started REAL, finished REAL)"""
 
 
 class Cancelled(Exception):
     """The request was cancelled while it ran."""
 
 
+class QueueFull(BackendError):
+    """No room for another request (the whole queue, or this visitor's share)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a request failed: the HTTP status an API caller gets, and fal's `detail`."""
+
+    status: int
+    detail: str | list
+
+
 @dataclass
 class Job:
     id: str
-    inp: SVDInput | None
+    seq: int
+    surface: str  # "api" or "page"
+    session: str = ""
+    address: str = ""
     status: str = "IN_QUEUE"  # then IN_PROGRESS, then COMPLETED
+    inp: SVDInput | None = None
     logs: list[dict] = field(default_factory=list)
     output: dict | None = None
-    error: tuple[int, object] | None = None  # (HTTP status, detail)
+    error: Failure | None = None
+    started: float | None = None
+    finished: float | None = None
+    events: list[Event] = field(default_factory=list)  # this process's run only
+    backend: Backend | None = None  # a backend for this request alone (a visitor's fal key)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
-    on_done: list = field(default_factory=list)  # called, from the worker, when it finishes
+    on_done: list = field(default_factory=list)  # called from the worker when it finishes
 
     def log(self, message: str) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         self.logs.append({"message": message, "level": "INFO", "source": "USER", "timestamp": now})
 
+    @property
+    def inference_time(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return round(self.finished - self.started, 3)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Requests one visitor may have queued or running; 0 means no limit."""
+
+    per_session: int = 0
+    per_address: int = 0
+
 
 class JobQueue:
-    """Runs jobs on `backend` in submission order on one worker thread."""
+    """Runs requests first in, first out; one worker thread per backend in `backends`."""
 
-    def __init__(self, backend: Backend, max_size: int = 64, run=None):
-        self.backend = backend
+    def __init__(
+        self, backends: list[Backend], folder: str | Path, max_size: int = 64, run=None,
+        limits: Limits = Limits(),
+    ):  # fmt: skip
+        self.backends = backends
         self.run = run or (lambda backend, inp, on_event: backend.generate(inp, on_event))
         self.max_size = max_size
-        self._pending: collections.deque[Job] = collections.deque()
-        self._jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self.limits = limits
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(
+            Path(folder) / "queue.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(TABLE)
         self._lock = threading.Condition()
-        threading.Thread(target=self._work, daemon=True, name="svd-api-queue").start()
+        self._pending: list[Job] = []
+        self._jobs: OrderedDict[str, Job] = OrderedDict()  # live and recent, by id
+        self._recover()
+        for n, backend in enumerate(backends):
+            threading.Thread(target=self._work, args=(backend,), daemon=True,
+                             name=f"svd-worker-{n}").start()  # fmt: skip
 
-    def submit(self, inp: SVDInput) -> Job:
-        """Queue a request; raises BackendError when the queue is full."""
+    # -- what the surfaces call
+
+    def submit(
+        self, inp: SVDInput, surface: str = "api", session: str = "", address: str = "",
+        backend: Backend | None = None, limited: bool = True,
+    ) -> Job:  # fmt: skip
+        """Queue a request; QueueFull when there is no room for it."""
         with self._lock:
             if len(self._pending) >= self.max_size:
-                raise BackendError(f"the queue is full ({self.max_size} requests); try later")
-            job = Job(secrets.token_hex(12), inp)
-            self._jobs[job.id] = job
-            while len(self._jobs) > MAX_KEPT:
-                self._jobs.popitem(last=False)
+                raise QueueFull(f"the queue is full ({self.max_size} requests); try later")
+            if limited:
+                self._check_limits(session, address)
+            job = Job(secrets.token_hex(12), 0, surface, session, address, inp=inp)
+            job.backend = backend
+            job.seq = self._insert(job)
+            self._remember(job)
             self._pending.append(job)
             self._lock.notify()
         return job
 
     def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
+        """A request by id: live ones from memory, older ones from the database."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        row = self._query("SELECT * FROM requests WHERE id = ?", (job_id,))
+        return _from_row(row[0]) if row else None
 
     def position(self, job: Job) -> int:
-        """How many requests run before this one (0: next, or running)."""
+        """How many requests will start before this one (0: next, or running)."""
         with self._lock:
-            try:
-                return self._pending.index(job)
-            except ValueError:
-                return 0
+            return sum(1 for other in self._pending if other.seq < job.seq)
 
     def cancel(self, job: Job) -> bool:
-        """Ask a queued or running job to stop; False if it had already finished."""
+        """Ask a queued or running request to stop; False if it had already finished."""
         with self._lock:
             if job.done.is_set():
                 return False
             job.cancel.set()
             if job in self._pending:
                 self._pending.remove(job)
-                self._finish(job, error=(400, "Request was cancelled"))
+                self._finish(job, error=Failure(400, CANCELLED))
         return True
 
-    def _work(self) -> None:
+    def active(self, session: str = "", address: str = "") -> list[Job]:
+        """The requests of a browser session (or an address) that are queued or running."""
+        with self._lock:
+            return [
+                j for j in self._jobs.values()
+                if not j.done.is_set()
+                and ((session and j.session == session) or (address and j.address == address))
+            ]  # fmt: skip
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            running = sum(1 for j in self._jobs.values() if j.status == "IN_PROGRESS")
+            return {"queued": len(self._pending), "running": running}
+
+    # -- the workers
+
+    def _work(self, backend: Backend) -> None:
         while True:
             with self._lock:
                 while not self._pending:
                     self._lock.wait()
-                job = self._pending.popleft()
-                job.status = "IN_PROGRESS"
-            self._run(job)
+                job = self._pending.pop(0)
+                job.status, job.started = "IN_PROGRESS", time.time()
+            self._save(job, "status", "started")
+            self._run(job, job.backend or backend)
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, backend: Backend) -> None:
         def on_event(event: Event) -> None:
             if job.cancel.is_set():
                 raise Cancelled
+            job.events.append(event)
             if not isinstance(event, Queued):
                 job.log(describe(event))
+                self._save(job, "logs")
 
         try:
-            out = self.run(self.backend, job.inp, on_event)
+            out = self.run(backend, job.inp, on_event)
         except Cancelled:
-            self._finish(job, error=(400, "Request was cancelled"))
+            self._finish(job, error=Failure(400, CANCELLED))
         except InputError as e:
-            detail = [
-                {"loc": ["body", *d["loc"]], "msg": d["msg"], "type": d["type"]} for d in e.details
-            ]
-            self._finish(job, error=(422, detail))
+            self._finish(job, error=Failure(422, e.fal_detail()))
         except BackendError as e:
-            self._finish(job, error=(500, str(e)))
+            self._finish(job, error=Failure(500, str(e)))
         except Exception as e:  # the queue keeps serving whatever one request does
-            self._finish(job, error=(500, f"generation failed: {type(e).__name__}: {e}"))
+            self._finish(job, error=Failure(500, f"generation failed: {type(e).__name__}: {e}"))
         else:
             self._finish(job, output=out.model_dump())
 
-    def _finish(self, job: Job, output: dict | None = None, error=None) -> None:
-        job.output, job.error = output, error
-        job.inp = None  # a data: URI can be large; the record keeps what matters
+    def _finish(self, job: Job, output: dict | None = None, error: Failure | None = None) -> None:
+        job.output, job.error, job.finished = output, error, time.time()
+        job.inp = job.backend = None  # a data: URI can be large; the record keeps what matters
         if error is not None:
-            job.log(f"error: {error[1]}")
+            job.log(f"error: {error.detail}")
         job.status = "COMPLETED"
+        self._save(job, "status", "output", "error", "logs", "finished", "input")
         job.done.set()
         for callback in job.on_done:
             callback()
+
+    def _check_limits(self, session: str, address: str) -> None:
+        live = [j for j in self._jobs.values() if not j.done.is_set()]
+        per_session, per_address = self.limits.per_session, self.limits.per_address
+        if session and per_session and sum(j.session == session for j in live) >= per_session:
+            raise QueueFull(
+                f"you already have {per_session} run(s) queued or running; "
+                "wait for it to finish or stop it"
+            )
+        if address and per_address and sum(j.address == address for j in live) >= per_address:
+            raise QueueFull(
+                f"your address already has {per_address} runs queued or running; "
+                "wait for one to finish"
+            )
+
+    # -- the database
+
+    def _recover(self) -> None:
+        """After a restart: what was running ends with a clear error, and so do queued page
+        requests (their visitor is gone); queued API requests run again."""
+        now = time.time()
+        for row in self._query("SELECT * FROM requests WHERE status != 'COMPLETED' ORDER BY seq"):
+            job = _from_row(row)
+            if job.status == "IN_QUEUE" and job.surface == "api" and job.inp is not None:
+                self._remember(job)
+                self._pending.append(job)
+                continue
+            job.status, job.finished, job.error = "COMPLETED", now, Failure(500, RESTARTED)
+            job.log(f"error: {RESTARTED}")
+            job.inp = None
+            self._save(job, "status", "error", "logs", "finished", "input")
+        self._execute(
+            "DELETE FROM requests WHERE status = 'COMPLETED' AND seq NOT IN "
+            "(SELECT seq FROM requests WHERE status = 'COMPLETED' ORDER BY seq DESC LIMIT ?)",
+            (MAX_KEPT,),
+        )
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        while len(self._jobs) > MAX_KEPT:
+            oldest = next(iter(self._jobs.values()))
+            if not oldest.done.is_set():
+                break
+            self._jobs.popitem(last=False)
+
+    def _insert(self, job: Job) -> int:
+        cursor = self._execute(
+            "INSERT INTO requests (id, surface, session, address, status, input, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job.id, job.surface, job.session, job.address, job.status,
+             job.inp.model_dump_json() if job.inp else None, time.time()),
+        )  # fmt: skip
+        return cursor.lastrowid
+
+    def _save(self, job: Job, *columns: str) -> None:
+        values = {
+            "status": job.status,
+            "input": job.inp.model_dump_json() if job.inp else None,
+            "output": json.dumps(job.output) if job.output is not None else None,
+            "error": json.dumps(job.error.detail) if job.error else None,
+            "logs": json.dumps(job.logs),
+            "started": job.started,
+            "finished": job.finished,
+        }
+        names = [c for c in columns if c in values]
+        sets = ", ".join(f"{c} = ?" for c in names)
+        params = [values[c] for c in names]
+        if "error" in columns:
+            sets += ", error_code = ?"
+            params.append(job.error.status if job.error else None)
+        self._execute(f"UPDATE requests SET {sets} WHERE id = ?", (*params, job.id))
+
+    def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _from_row(row: dict) -> Job:
+    """A request as the database keeps it."""
+    job = Job(row["id"], row["seq"], row["surface"], row["session"], row["address"])
+    job.status, job.logs = row["status"], json.loads(row["logs"] or "[]")
+    job.started, job.finished = row["started"], row["finished"]
+    if row["input"]:
+        job.inp = SVDInput.model_validate_json(row["input"])
+    if row["output"]:
+        job.output = json.loads(row["output"])
+    if row["error"] is not None:
+        job.error = Failure(row["error_code"] or 500, json.loads(row["error"]))
+    if job.status == "COMPLETED":
+        job.done.set()
+    return job

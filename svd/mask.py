@@ -24,11 +24,15 @@ FEATHER_LATENT = 0.75  # sigma of the latent-space feather, in latent pixels
 
 
 def load_motion_mask(url: str, width: int, height: int, mode: str = "crop") -> np.ndarray:
-    """Fetch a mask and fit it like the picture: (height, width) float32, 1 = moves, 0 = still.
+    """Fetch a mask and fit it like the picture (see `motion_map`)."""
+    return motion_map(load_image(url, "mask_image_url"), width, height, mode)
+
+
+def motion_map(img: Image.Image, width: int, height: int, mode: str = "crop") -> np.ndarray:
+    """A mask fitted like the picture: (height, width) float32, 1 = moves, 0 = still.
 
     Grey is partial motion; transparent pixels count as white (still), and so do pad bars.
     """
-    img = load_image(url, "mask_image_url")
     fitted = fit_image(img, width, height, mode, fill=(255, 255, 255))
     gray = np.asarray(fitted.convert("L"), dtype=np.float32) / 255.0
     return 1.0 - gray

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -13,12 +15,13 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from svd.errors import InputError
 from svd.fetch import read_url
+from svd.settings import settings
 
-MAX_PIXELS = int(os.environ.get("SVD_MAX_IMAGE_PIXELS", str(40_000_000)))
 
-
-def decode_image(data: bytes, field: str, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode image bytes to RGB, upright as its EXIF says; the first frame if animated."""
+def decode_image(data: bytes, field: str, *, max_pixels: int | None = None) -> Image.Image:
+    """Decode image bytes to RGB, upright as its EXIF says; the first frame if animated.
+    Pictures over `max_pixels` (SVD_MAX_IMAGE_PIXELS) are refused before decoding."""
+    max_pixels = max_pixels or settings().max_image_pixels
     if not data:
         raise InputError(field, "empty file")
     try:
@@ -153,28 +156,90 @@ def as_uint8_frames(frames: np.ndarray | list) -> np.ndarray:
     return arr
 
 
-def read_video(path: str | Path) -> tuple[np.ndarray, float]:
-    """Decode a video file to (frames (N, H, W, 3) uint8, fps)."""
+class VideoLimitError(ValueError):
+    """A video over a limit; `setting` names it (max_video_frames or max_image_pixels)."""
+
+    def __init__(self, message: str, setting: str):
+        super().__init__(message)
+        self.setting = setting
+
+
+@contextmanager
+def _open_video(path: str | Path) -> Iterator[tuple[int, int, float, Iterator[np.ndarray]]]:
+    """(width, height, fps, frames): the header, and the frames decoded one at a time."""
     if Path(path).suffix.lower() == ".gif":  # ffmpeg would resample a gif to its own rate
         with Image.open(path) as gif:
-            frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
-            return np.stack(frames), 1000.0 / (gif.info.get("duration") or 100)
+            fps = 1000.0 / (gif.info.get("duration") or 100)
+            frames = (np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif))
+            yield *gif.size, fps, frames
+        return
     reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    w, h = meta["size"]
-    frames = [np.frombuffer(buf, np.uint8).reshape(h, w, 3) for buf in reader]
-    return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8), meta["fps"]
+    try:
+        meta = next(reader)
+        w, h = meta["size"]
+        yield w, h, meta["fps"], (np.frombuffer(b, np.uint8).reshape(h, w, 3) for b in reader)
+    finally:
+        reader.close()  # stops ffmpeg when we stop reading early
 
 
-def read_video_bytes(data: bytes, field: str) -> np.ndarray:
-    """Decode an uploaded video (mp4, webm, gif, ...) to frames (N, H, W, 3) uint8."""
+def _scan_video(path, keep, max_frames, max_pixels) -> tuple[list, int, int, int, float]:
+    """One pass: (the frames whose index is in `keep`, all if None; count, width, height, fps)."""
+    with _open_video(path) as (w, h, fps, frames):
+        if max_pixels is not None and w * h > max_pixels:
+            raise VideoLimitError(
+                f"frames are {w}x{h}, over the {max_pixels:,} pixel limit", "max_image_pixels"
+            )
+        kept, n = [], 0
+        for n, frame in enumerate(frames, start=1):
+            if max_frames is not None and n > max_frames:
+                raise VideoLimitError(
+                    f"the video has more than {max_frames} frames", "max_video_frames"
+                )
+            if keep is None or n - 1 in keep:
+                kept.append(frame)
+    return kept, n, w, h, fps
+
+
+def read_video(
+    path: str | Path,
+    *,
+    pick: int | None = None,
+    max_frames: int | None = None,
+    max_pixels: int | None = None,
+) -> tuple[np.ndarray, float]:
+    """Decode a video file to (frames (N, H, W, 3) uint8, fps), one frame at a time.
+
+    pick: keep only that many frames, evenly spaced. max_frames, max_pixels (a frame's):
+    raise VideoLimitError past them. Either makes a first pass that counts, keeping no frame.
+    """
+    keep = None
+    if pick is not None or max_frames is not None or max_pixels is not None:
+        n = _scan_video(path, set(), max_frames, max_pixels)[1]
+        if pick is not None and n > pick:
+            keep = set(np.linspace(0, n - 1, pick).round().astype(int).tolist())
+    kept, _, w, h, fps = _scan_video(path, keep, max_frames, max_pixels)
+    return np.stack(kept) if kept else np.zeros((0, h, w, 3), np.uint8), fps
+
+
+def read_video_bytes(data: bytes, field: str, *, pick: int | None = None) -> np.ndarray:
+    """Decode an uploaded video (mp4, webm, gif, ...) to frames (N, H, W, 3) uint8: `pick`
+    evenly spaced frames if given, else all; refused past SVD_MAX_VIDEO_FRAMES frames or
+    SVD_MAX_IMAGE_PIXELS pixels a frame."""
     import tempfile
 
+    limits = settings()
     with tempfile.NamedTemporaryFile(suffix=".gif" if data[:4] == b"GIF8" else ".video") as f:
         f.write(data)
         f.flush()
         try:
-            frames = read_video(f.name)[0]
+            frames = read_video(
+                f.name,
+                pick=pick,
+                max_frames=limits.max_video_frames,
+                max_pixels=limits.max_image_pixels,
+            )[0]
+        except VideoLimitError as e:
+            raise InputError(field, f"{e} (SVD_{e.setting.upper()})") from None
         except Exception:  # ffmpeg says little that helps a user
             raise InputError(field, "not a readable video") from None
     if len(frames) == 0:

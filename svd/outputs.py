@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,13 +15,15 @@ from pathlib import Path
 from svd.errors import BackendError
 from svd.fetch import shorten_data_uri
 from svd.schema import File, SVDInput
+from svd.settings import settings
 
+log = logging.getLogger(__name__)
 CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
 
 
 def default_output_dir() -> Path:
     """`SVD_OUTPUT_DIR`, or ./outputs."""
-    return Path(os.environ.get("SVD_OUTPUT_DIR") or "outputs")
+    return Path(settings().output_dir)
 
 
 class OutputStore:
@@ -74,12 +79,13 @@ class OutputStore:
     @contextmanager
     def saving(self, run_id: str):
         """Around writing a run's files: on a full disk or an unwritable folder, remove what
-        was written and raise a BackendError that says where."""
+        was written and raise a BackendError that says what, without server paths."""
         try:
             yield
         except OSError as e:
             self.discard(run_id)
-            raise BackendError(f"could not save the video in {self.root}: {e}") from e
+            log.warning("could not save run %s in %s: %s", run_id, self.root, e)
+            raise BackendError(f"could not save the video: {_why(e)}") from None
 
     def discard(self, run_id: str) -> None:
         """Remove what a run that failed half-way left behind."""
@@ -92,13 +98,26 @@ class OutputStore:
 
     def list(self) -> list[dict]:
         """Every record, newest first; unreadable ones are skipped."""
-        records = []
+        return list(self.newest())
+
+    def newest(self) -> Iterator[dict]:
+        """Records newest first, each read only when asked for; unreadable ones skipped."""
         for path in sorted(self.root.glob("*.json"), reverse=True):
             try:
-                records.append(json.loads(path.read_text()))
+                yield json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-        return records
+
+
+def _why(error: OSError) -> str:
+    """An OS error in a few true words (ffmpeg's broken pipe means it could not write)."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(
+        error, BrokenPipeError | PermissionError
+    ):
+        return "the output folder is read-only"
+    return error.strerror or type(error).__name__
 
 
 def _printable_input(inp: SVDInput) -> dict:

@@ -43,6 +43,7 @@ class SVDPipeline(StableVideoDiffusionPipeline):
             return pipe
         made = cls(**pipe.components)
         made.register_to_config(_name_or_path=getattr(pipe, "name_or_path", None))
+        # diffusers internal: set_progress_bar_config keeps its settings in _progress_bar_config.
         made.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
         return made
 
@@ -83,6 +84,7 @@ class SVDPipeline(StableVideoDiffusionPipeline):
                 vae.to(dtype=torch.float16)
         return latent
 
+    # diffusers internal: overrides the private _encode_image, called with these parameters.
     def _encode_image(self, image, device, num_videos_per_prompt, do_classifier_free_guidance):
         if not isinstance(image, Image.Image):
             return super()._encode_image(
@@ -99,6 +101,7 @@ class SVDPipeline(StableVideoDiffusionPipeline):
             ),
         )
 
+    # diffusers internal: overrides the private _encode_vae_image, given the noisy picture.
     def _encode_vae_image(self, image, device, num_videos_per_prompt, do_classifier_free_guidance):
         # The noisy picture is compared in full, on its device: cheap next to a VAE encode.
         setting = (str(device), self.vae.dtype, num_videos_per_prompt, do_classifier_free_guidance)

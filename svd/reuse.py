@@ -34,7 +34,7 @@ class Skippable(nn.Module):
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
-        except AttributeError:  # resnets, has_cross_attention, ... as the UNet expects
+        except AttributeError:  # diffusers internal: the UNet reads resnets, has_cross_attention
             return getattr(self._modules["block"], name)
 
     def forward(self, *args, **kwargs):
@@ -45,6 +45,7 @@ class Skippable(nn.Module):
             return out
         if self.keep:
             return self.state["kept"]
+        # diffusers internal: blocks take `hidden_states`; down blocks return (hidden, skips).
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         # Placeholders: the blocks that would read them are skipped too.
         return (hidden, (hidden,) * self.outputs) if self.outputs else hidden
@@ -66,6 +67,7 @@ def feature_reuse(unet: UNetSpatioTemporalConditionModel, interval: int):
         module.reusing_features = state["reuse"]  # read by the depth control's hook
 
     skips = down_block_skips(unet)
+    # diffusers internal: the UNet's down_blocks, mid_block and up_blocks, swapped in place.
     for i, block in enumerate(down[1:], start=1):
         unet.down_blocks[i] = Skippable(block, state, outputs=skips[i])
     unet.mid_block = Skippable(mid, state)

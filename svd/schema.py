@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from svd.errors import InputError
+from svd.errors import InputError, RuleError
 
 SEED_MIN = -(2**63)
 SEED_MAX = 2**64 - 1
@@ -54,7 +54,7 @@ class SVDInput(BaseModel):
     fps: Annotated[int, _int(1, 60, description="Frames per second of the video.")] = 7
     num_frames: Annotated[
         int | None,
-        _int(1, 64, description="Frames to generate; the model's own by default."),
+        _int(2, 64, description="Frames to generate; the model's own by default."),
     ] = None
     width: Annotated[
         int | None,
@@ -99,6 +99,16 @@ class SVDInput(BaseModel):
         _int(1, 64, description="Frames decoded at once; lower saves memory."),
     ] = None
 
+    @model_validator(mode="after")
+    def _one_way_to_drive_frames(self) -> SVDInput:
+        if self.control_maps_data_url and self.control_video_url:
+            raise RuleError(
+                "control_video_url", "give control_maps_data_url or control_video_url, not both"
+            )
+        if self.extend and (self.control_maps_data_url or self.control_video_url):
+            raise RuleError("extend", "cannot go with depth maps (the maps set the frames)")
+        return self
+
     def fal_arguments(self) -> dict:
         """The request body fal understands: fal's fields only, unset ones left out."""
         return self.model_dump(include=FAL_FIELDS, exclude_none=True)
@@ -114,6 +124,8 @@ FAL_FIELDS = {
     "seed",
     "steps",
 }
+
+EXTRA_FIELDS = frozenset(SVDInput.model_fields) - FAL_FIELDS
 
 
 class File(BaseModel):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIXES = ("SVD_", "GRADIO_")
 
 
 def _env(*names: str):
@@ -37,7 +40,9 @@ class Settings(BaseSettings):
 
     # The public surface
     api_key: str | None = Field(None, description="the key HTTP API callers must send")
-    history: Literal["own", "all"] = "own"
+    history: Literal["own", "all"] = Field(
+        "own", description="own: each browser sees its runs; all: the whole output folder"
+    )
     host: str = Field("127.0.0.1", validation_alias=_env("GRADIO_SERVER_NAME", "host"))
     port: int = Field(7860, validation_alias=_env("GRADIO_SERVER_PORT", "port"))
     root_path: str | None = Field(None, validation_alias=_env("GRADIO_ROOT_PATH", "root_path"))
@@ -52,6 +57,8 @@ class Settings(BaseSettings):
     max_video_frames: int = Field(3000, gt=0)
     max_body_mb: int = Field(64, gt=0)
     queue_size: int = Field(64, gt=0)
+    max_runs_per_session: int = Field(1, ge=0, description="page runs queued or running; 0: any")
+    max_runs_per_address: int = Field(3, ge=0, description="per client address; 0: any")
     max_outputs: int | None = Field(None, gt=0)
 
     @property
@@ -64,26 +71,33 @@ class Settings(BaseSettings):
         return names or [None]
 
 
-_current: Settings | None = None
+_flags: dict = {}
+_made: tuple[tuple, Settings] | None = None
+
+
+def _environment() -> tuple:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(PREFIXES)))
 
 
 def settings() -> Settings:
-    """The settings in force: read from the environment on first use, or set by `configure`."""
-    global _current
-    if _current is None:
-        _current = Settings()
-    return _current
+    """The settings in force: the flags given to `configure`, over the environment. The
+    environment is parsed on first use, and again only if it changed (tests change it)."""
+    global _made
+    seen = _environment()
+    if _made is None or _made[0] != seen:
+        _made = (seen, Settings(**_flags))
+    return _made[1]
 
 
-def configure(**values) -> Settings:
-    """The environment's settings with `values` (the flags given) on top, used from now on."""
-    global _current
-    _current = Settings(**{k: v for k, v in values.items() if v is not None})
-    return _current
+def configure(**flags) -> Settings:
+    """Use `flags` (those given on the command line) over the environment from now on."""
+    global _flags, _made
+    _flags, _made = {k: v for k, v in flags.items() if v is not None}, None
+    return settings()
 
 
 def reload() -> Settings:
-    """Read the environment again (for tests that change it)."""
-    global _current
-    _current = None
+    """Parse the environment again now."""
+    global _made
+    _made = None
     return settings()

@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import argparse
+import asyncio
+import html
 import logging
-import os
 import random
 import tempfile
-import threading
 from pathlib import Path
 
 import gradio as gr
-import uvicorn
 
 from svd import history
-from svd.api import build_api
-from svd.backends import Backend, fast_from_env, get_backend
+from svd.backends import Step
+from svd.backends.choice import Backends
 from svd.depth_video import video_to_depth_archive
 from svd.errors import BackendError, InputError
-from svd.schema import SVDInput, parse_input
+from svd.fetch import is_http
+from svd.jobs import CANCELLED, JobQueue
+from svd.schema import SVDInput, SVDOutput, parse_input
 from svd.session import (
-    Backends,
-    Stopped,
-    StopSwitch,
     local_path,
     maps_preview,
     mask_from_page,
     parse_seed,
-    progress_reporter,
+    progress_line,
     request_json,
-    run_on_gpu,
-    status_text,
+    servable,
 )
+from svd.settings import settings
 
 log = logging.getLogger(__name__)
 TITLE = "SVD Studio"
@@ -54,6 +51,28 @@ def _slider(name, label, info, step, elem_id, lo=None, value=None) -> gr.Slider:
     )  # fmt: skip
 
 
+def visitor(request: gr.Request | None) -> tuple[str, str]:
+    """The browser session and client address of a page request."""
+    if request is None:
+        return "", ""
+    client = getattr(request, "client", None)
+    return request.session_hash or "", getattr(client, "host", "") or ""
+
+
+def page_error(detail) -> str:
+    """A failed run's message for the page (fal's 422 list as its first problem)."""
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = [str(p) for p in detail[0].get("loc", []) if p != "body"]
+        return f"{'.'.join(loc) or 'input'}: {detail[0].get('msg', 'invalid')}"
+    return str(detail)
+
+
+def history_label() -> str:
+    if settings().history == "all":
+        return "History (every video in the output folder)"
+    return "Your videos (kept for this browser only)"
+
+
 def painter_background(image: str | None) -> dict | None:
     """Show the uploaded picture under the mask painter, with no strokes yet."""
     if not image:
@@ -61,32 +80,24 @@ def painter_background(image: str | None) -> dict | None:
     return {"background": image, "layers": [], "composite": image}
 
 
-def build_app(backend: Backend, **options) -> gr.Blocks:
-    """The page; `backend` runs requests unless a session picks the other one.
-
-    `options` (model, output_dir, ...) build that other backend. API endpoint: `generate`.
-    """
-    backends = Backends(backend, **options)
+def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
+    """The page; runs go through `jobs`, the queue the HTTP API shares. Endpoint: `generate`."""
+    backend = backends.default
     store = backend.store
-    stops = StopSwitch()
     mask_dir = Path(tempfile.mkdtemp(prefix="svd-masks-"))
 
     def preview(strokes, mask_file):
         path = mask_from_page(strokes, mask_file, mask_dir)
         return gr.update(value=path, visible=path is not None)
 
-    def generate(
+    async def generate(
         image, strokes, mask_file, control_maps, motion_bucket_id, cond_aug, seed, steps,
         fps, num_frames, width, height, decode_chunk_size, control_scale, resize_mode, loop,
         between, extend, cache_interval, output_format, backend_name, fal_key,
         request: gr.Request,
         progress=gr.Progress(),
     ):  # fmt: skip
-        session = request.session_hash if request else ""
-        stop = stops.started(session)
         try:
-            if stop.is_set():  # Stop was pressed while this run waited in the queue
-                raise Stopped
             if not image:
                 raise InputError("image_url", "upload an image first")
             chosen = backends.pick(backend_name, (fal_key or "").strip() or None)
@@ -113,56 +124,92 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                     "output_format": output_format,
                 }
             )
-            out = run_on_gpu(chosen, inp, progress_reporter(progress, stop))
+            job = jobs.submit(inp, "page", *visitor(request), backend=chosen)
         except (InputError, BackendError) as e:
-            raise gr.Error(str(e)) from None
-        except Stopped:
-            raise gr.Error("Stopped.", title="Stopped") from None
-        except Exception as e:  # whatever happens, the page keeps serving and says what
-            log.exception("generation failed")
-            raise gr.Error(f"generation failed: {type(e).__name__}: {e}") from None
+            raise gr.Error(html.escape(str(e))) from None
+        try:
+            await follow(job, progress)
         finally:
-            stops.ended(session)
+            jobs.cancel(job)  # the visitor left (or the run ended): nothing runs for nobody
+        if job.error is not None:
+            if job.error.detail == CANCELLED:
+                raise gr.Error("Stopped.", title="Stopped")
+            raise gr.Error(html.escape(page_error(job.error.detail)))
+        out = SVDOutput.model_validate(job.output)
         body = request_json(inp.model_copy(update={"seed": out.seed}))
-        return local_path(out.image.url), str(out.seed), body, status_text(chosen)
+        status = backends.chosen(backend_name).status()
+        run_id = Path(out.image.file_name or "").stem
+        return local_path(out.image.url), str(out.seed), body, status, run_id
+
+    async def follow(job, progress) -> None:
+        """Wait for `job`, showing its place in the queue, then its stage and step."""
+        loop, finished = asyncio.get_running_loop(), asyncio.Event()
+        job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
+        while not job.done.is_set():
+            if job.status == "IN_QUEUE":
+                progress(None, desc=progress_line(None, jobs.position(job)))
+            else:
+                steps = [e for e in job.events if isinstance(e, Step)]
+                last = job.events[-1] if job.events else None
+                if steps:
+                    progress((steps[-1].index, steps[-1].total), desc=progress_line(last))
+                else:
+                    progress(None, desc=progress_line(last)[:120])
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=0.25)
+            except asyncio.TimeoutError:
+                pass
 
     def depth_from_video(video):
         if not video:
             raise gr.Error("control_video_url: upload a video first")
-        model = getattr(backends.pick(None), "depth_model", None)
         try:
-            archive = video_to_depth_archive(video, model)
+            archive = video_to_depth_archive(video, backend.depth_model)
         except (InputError, BackendError) as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(html.escape(str(e))) from None
         path = Path(tempfile.mkdtemp(prefix="svd-depth-")) / "depth-maps.zip"
         path.write_bytes(archive)
         return str(path)
 
+    def leave(request: gr.Request):
+        for job in jobs.active(session=visitor(request)[0]):
+            jobs.cancel(job)  # the visitor closed the page: nobody is left to watch
+
     def stop(request: gr.Request):
-        stops.stop(request.session_hash if request else "")
+        running = jobs.active(session=visitor(request)[0])
+        for job in running:
+            jobs.cancel(job)
+        if not running:
+            gr.Info("Nothing is running.")
 
-    def queued(request: gr.Request):
-        stops.queued(request.session_hash if request else "")
+    def shown(mine):
+        if settings().history == "all":
+            records = history.entries(store)
+        else:
+            records = history.own_entries(store, mine)
+        return [(servable(v), c) for v, c in history.gallery(records, store)], records
 
-    def shown():
-        records = history.entries(store)
-        return history.gallery(records, store), records
+    def remember(mine, run_id):
+        return history.remember(store, mine, run_id) if run_id else mine
 
     def pick(records, evt: gr.SelectData):
         record = records[evt.index]
-        return record, gr.update(interactive=True)
+        return record, gr.update(interactive=True), history.public_record(record)
 
     def reuse(record):
         if not record:
             raise gr.Error("Pick a video in the history first")
         s = history.settings(store, record)
+        for key in ("image", "mask_file", "control_maps"):
+            if s[key] and not is_http(s[key]):
+                s[key] = servable(s[key])
         if s["backend"] not in ("local", "fal"):
             s["backend"] = backend.name
         return {component: s[key] for key, component in refill.items()}
 
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"# {TITLE}\nAnimate a picture with Stable Video Diffusion.")
-        status = gr.Markdown(status_text(backend), elem_id="status")
+        status = gr.Markdown(backend.status(), elem_id="status")
         with gr.Row():
             with gr.Column():
                 image = gr.Image(label="Image", type="filepath", elem_id="image")
@@ -300,8 +347,12 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
                 )  # fmt: skip
                 records = gr.State([])
                 picked = gr.State(None)
+                last_run = gr.State(None)
+                mine = gr.BrowserState(  # this browser's runs: the history is private
+                    [], storage_key="svd-studio-runs", secret=history.token(store, "state")
+                )
                 gallery = gr.Gallery(
-                    label="History (kept in the output folder)", columns=4, height=260,
+                    label=history_label(), columns=4, height=260,
                     allow_preview=False, elem_id="history",
                 )  # fmt: skip
                 reuse_button = gr.Button(
@@ -329,6 +380,19 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             depth_from_video, inputs=driving, outputs=control_maps, api_name="depth_maps"
         )
         dice.click(lambda: str(random.randrange(2**32)), outputs=seed, api_name=False)
+        extras = {  # the extras a backend may not take: shown only where they work
+            "fps": fps, "num_frames": num_frames, "width": width, "height": height,
+            "decode_chunk_size": decode_chunk, "control_scale": control_scale,
+            "resize_mode": resize_mode, "extend": extend, "cache_interval": cache_interval,
+        }  # fmt: skip
+
+        def fit_to(name):
+            chosen = backends.chosen(name)
+            return [chosen.status(), *(gr.update(visible=f in chosen.supports) for f in extras)]
+
+        backend_name.change(
+            fit_to, inputs=backend_name, outputs=[status, *extras.values()], api_name=False
+        )
         refill = {  # history.settings' keys -> the inputs they refill
             "image": image, "mask_file": mask_file, "control_maps": control_maps,
             "motion_bucket_id": motion, "cond_aug": cond_aug, "steps": steps, "seed": seed,
@@ -338,88 +402,29 @@ def build_app(backend: Backend, **options) -> gr.Blocks:
             "cache_interval": cache_interval, "output_format": output_format,
             "backend": backend_name,
         }  # fmt: skip
-        button.click(queued, queue=False, api_name=False).then(
+        button.click(
             generate,
             inputs=[
                 image, strokes, mask_file, control_maps, motion, cond_aug, seed, steps, fps,
                 num_frames, width, height, decode_chunk, control_scale, resize_mode, loop,
                 between, extend, cache_interval, output_format, backend_name, fal_key,
             ],
-            outputs=[video, seed_used, body, status],
+            outputs=[video, seed_used, body, status, last_run],
             api_name="generate",
-            concurrency_limit=1,
-        ).then(shown, outputs=[gallery, records], api_name=False)  # fmt: skip
+            concurrency_limit=None,  # the shared queue orders the runs
+        ).then(remember, inputs=[mine, last_run], outputs=mine, api_name=False).then(
+            shown, inputs=mine, outputs=[gallery, records], api_name=False
+        )  # fmt: skip
         stop_button.click(stop, api_name="stop", concurrency_limit=None, queue=False)
-        gallery.select(pick, inputs=records, outputs=[picked, reuse_button], api_name=False)
-        picked.change(lambda r: r, inputs=picked, outputs=picked_json, api_name=False)
+        gallery.select(
+            pick, inputs=records, outputs=[picked, reuse_button, picked_json], api_name=False
+        )
         reuse_button.click(reuse, inputs=picked, outputs=list(refill.values()), api_name=False)
+        app.unload(leave)
         app.load(
-            lambda: (status_text(backend), *shown()),
+            lambda mine: (backend.status(), *shown(mine)),
+            inputs=mine,
             outputs=[status, gallery, records],
             api_name=False,
         )
     return app
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    env = os.environ.get
-    p = argparse.ArgumentParser(description="Serve the SVD Studio page and its HTTP API.")
-    p.add_argument(
-        "--backend", default=env("SVD_BACKEND", "auto"), choices=["auto", "local", "fal"]
-    )
-    p.add_argument("--model", default=env("SVD_MODEL"), help="hub id, local folder or 'tiny'")
-    p.add_argument("--controlnet", default=env("SVD_CONTROLNET"), help="ControlNet id or folder")
-    p.add_argument("--output-dir", default=env("SVD_OUTPUT_DIR", "outputs"))
-    p.add_argument("--memory", default=env("SVD_MEMORY", "normal"), choices=["normal", "low"])
-    p.add_argument(
-        "--fast",
-        action=argparse.BooleanOptionalAction,
-        default=fast_from_env(),
-        help="channels-last and torch.compile; the first run at each size compiles (SVD_FAST)",
-    )
-    p.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
-    p.add_argument("--root-path", default=env("GRADIO_ROOT_PATH"), help="behind a proxy")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    options = {
-        "model": args.model,
-        "controlnet": args.controlnet,
-        "output_dir": args.output_dir,
-        "memory": args.memory,
-        "fast": args.fast,
-    }
-    backend = get_backend(args.backend, **options)
-    if backend.name == "local":  # warm the model while the page comes up
-        threading.Thread(target=_preload, args=(backend,), daemon=True).start()
-    out_dir = Path(args.output_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    page = build_app(backend, **options)
-    page.queue(max_size=64)
-    server = gr.mount_gradio_app(
-        build_api(backend, out_dir, run=run_on_gpu),  # the fal-compatible routes, same port
-        page,
-        path="/",
-        root_path=args.root_path,
-        allowed_paths=[str(out_dir), str(ASSETS)],
-        show_error=True,
-        css=CSS,
-    )
-    # Gradio refuses file inputs that were not uploaded through the page only once the app
-    # "has launched" (processing_utils._check_allowed); launch() sets it, mounting does not.
-    page.has_launched = True
-    print(f"* Running on http://{args.host}:{args.port} (API: /fal-ai/svd, docs: /docs)")
-    uvicorn.run(
-        server, host=args.host, port=args.port, root_path=args.root_path or "", log_level="warning"
-    )
-
-
-def _preload(backend) -> None:
-    try:
-        backend.load()
-        backend.warm_up()
-    except Exception as e:  # shown again, clearly, by the first generation
-        print(f"model not loaded: {e}")

@@ -28,6 +28,8 @@ def start_app(output_dir: Path, env: dict | None = None, timeout: float = 120):
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
+        "SVD_MAX_RUNS_PER_SESSION": "0",  # these tests are one visitor; test_public limits
+        "SVD_MAX_RUNS_PER_ADDRESS": "0",
         **(env or {}),
     }
     log = open(output_dir.parent / f"app-{port}.log", "w")

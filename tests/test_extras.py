@@ -9,7 +9,7 @@ from PIL import Image
 
 from svd.media import keep_size, read_video
 from svd.post import apply_loop
-from svd.schema import SVDInput
+from svd.schema import SVDInput, parse_input
 
 from .conftest import SMALL
 
@@ -153,8 +153,8 @@ def test_extend_with_depth_maps_is_refused(tiny_backend, picture_path, tmp_path)
     from .test_control import depth_zip
 
     maps = depth_zip(tmp_path, "m.zip", [1, 2, 3])
-    with pytest.raises(InputError, match="extend: cannot go with control_maps_data_url"):
-        run(tiny_backend, picture_path, extend=1, control_maps_data_url=maps)
+    with pytest.raises(InputError, match="extend: cannot go with depth maps"):
+        parse_input({"image_url": picture_path, "extend": 1, "control_maps_data_url": maps})
 
 
 def driving_video(tmp_path, frames: int = 5) -> str:

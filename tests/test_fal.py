@@ -84,6 +84,7 @@ def test_mask_and_archive_are_uploaded_and_their_urls_sent(fal, backend, picture
     archive = tmp_path / "depth.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("1.png", mask.read_bytes())
+        z.writestr("2.png", mask.read_bytes())
     data_uri = "data:image/png;base64," + base64.b64encode(Path(picture_path).read_bytes()).decode()
     inp = SVDInput(image_url=data_uri, mask_image_url=str(mask), control_maps_data_url=str(archive))
     backend.generate(inp)

@@ -138,9 +138,22 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path, picture_path):
     blocked = tmp_path / "outputs"
     blocked.write_text("a file where the folder should be")
     backend = LocalBackend(pipe=build_tiny_pipeline(), output_dir=blocked)
-    with pytest.raises((BackendError, OSError)) as e:
+    with pytest.raises(BackendError, match="could not save the video: ") as e:
         backend.generate(parse_input({"image_url": picture_path, **SMALL}))
-    assert str(blocked) in str(e.value)
+    assert str(tmp_path) not in str(e.value)  # no server path in what a visitor reads
+
+
+@pytest.mark.parametrize(
+    "error, said",
+    [(OSError(30, "Read-only file system"), "the output folder is read-only"),
+     (BrokenPipeError(32, "Broken pipe"), "the output folder is read-only"),
+     (OSError(28, "No space left on device"), "the disk is full")],
+)  # fmt: skip
+def test_a_failed_save_says_why_in_a_few_true_words(tmp_path, error, said):
+    store = OutputStore(tmp_path)
+    with pytest.raises(BackendError) as e, store.saving("x"):
+        raise error
+    assert str(e.value) == f"could not save the video: {said}"
 
 
 def test_history_survives_a_restart(tmp_path, picture_path):

@@ -1,5 +1,8 @@
 """A stranger's attacks on the live server (a public Space is the normal case)."""
 
+import json
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +21,8 @@ def public_app(tmp_path_factory):
     out, cache = base / "outputs", base / "gradio"
     out.mkdir()
     cache.mkdir()
-    env = {"SVD_API_KEY": SECRET, "FAL_KEY": f"{SECRET}-fal", "GRADIO_TEMP_DIR": str(cache)}
+    env = {"SVD_API_KEY": SECRET, "FAL_KEY": f"{SECRET}-fal", "GRADIO_TEMP_DIR": str(cache),
+           "SVD_BACKEND": "local"}  # fmt: skip
     proc, url = start_app(out, env=env)
     yield url, out, cache
     stop_app(proc)
@@ -74,3 +78,201 @@ def test_file_route_serves_no_server_file(public_app):
     for path in SERVER_FILES:
         r = httpx.get(f"{url}/gradio_api/file={path}", timeout=10)
         assert r.status_code in (403, 404) and SECRET not in r.text and "root:x" not in r.text
+
+
+def test_history_is_private_to_each_browser(public_app, picture_path):
+    from playwright.sync_api import sync_playwright
+
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS, set_slider
+
+    url, out, _ = public_app
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        alice, bob = browser.new_context(), browser.new_context()
+        page = alice.new_page()
+        page.goto(url)
+        page.locator("#image input[type=file]").set_input_files(picture_path)
+        page.get_by_text("Advanced").click()
+        for elem_id, value in (("steps", 1), ("num-frames", 2), ("width", 128), ("height", 64)):
+            set_slider(page, elem_id, value)
+        page.locator("#generate").click()
+        page.locator("#history img, #history video").first.wait_for(timeout=120_000)
+        page.reload()  # kept in the browser: still there after a reload
+        page.locator("#history img, #history video").first.wait_for(timeout=30_000)
+        other = bob.new_page()
+        other.goto(url)
+        other.wait_for_timeout(3000)
+        assert other.locator("#history img, #history video").count() == 0
+        browser.close()
+    assert list(out.glob("*.mp4")), "the run was kept"
+
+
+def test_history_entries_need_the_servers_token(tiny_backend, picture_path):
+    from svd import history
+    from svd.schema import SVDInput
+
+    from .conftest import SMALL
+
+    out = tiny_backend.generate(SVDInput(image_url=picture_path, **SMALL))
+    run_id = out.image.file_name.split(".")[0]
+    store = tiny_backend.store
+    forged = [{"id": run_id, "token": "0" * 32}, {"id": "../../etc/passwd", "token": "x"}]
+    assert history.own_entries(store, forged) == []
+    mine = history.remember(store, [], run_id)
+    record = history.own_entries(store, mine)[0]
+    assert record["id"] == run_id
+    shown = json.dumps(history.public_record(record))
+    assert str(store.root) not in shown and picture_path not in shown
+
+
+@pytest.fixture(scope="module")
+def open_app(tmp_path_factory):
+    """The app as a Space runs it by default: no API key, the default per-visitor limits."""
+    out = tmp_path_factory.mktemp("open") / "outputs"
+    out.mkdir()
+    limits = {"SVD_MAX_RUNS_PER_SESSION": "1", "SVD_MAX_RUNS_PER_ADDRESS": "3"}
+    proc, url = start_app(out, env=limits)
+    yield url, out
+    stop_app(proc)
+
+
+LONG = {"steps": 100, "num_frames": 2, "width": 128, "height": 64}
+
+
+def picture_uri() -> str:
+    import base64
+    import io
+
+    from .conftest import make_picture
+
+    buf = io.BytesIO()
+    make_picture(64, 64).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def test_one_address_gets_three_runs_at_a_time(open_app):
+    url = open_app[0]
+    with httpx.Client(base_url=url, timeout=30) as client:
+        ids = []
+        for seed in range(3):
+            body = {"image_url": picture_uri(), "seed": seed, **LONG}
+            r = client.post("/queue/fal-ai/svd", json=body)
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["request_id"])
+        r = client.post("/queue/fal-ai/svd", json={"image_url": picture_uri(), **LONG})
+        assert r.status_code == 429 and "3 runs queued or running" in r.json()["detail"]
+        for i in ids:
+            client.put(f"/queue/fal-ai/svd/requests/{i}/cancel")
+
+
+def test_one_browser_session_gets_one_run_at_a_time(open_app, picture_path):
+    from gradio_client import Client, handle_file
+
+    from .test_ui import DEFAULTS
+
+    client = Client(open_app[0], verbose=False)  # one session, as one browser tab
+    fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "1", **LONG}
+    first = client.submit(**fields, api_name="/generate")
+    deadline = time.monotonic() + 60
+    while not (first.status().progress_data or []) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(Exception, match="you already have 1 run"):
+        client.predict(**fields, api_name="/generate")
+    client.predict(api_name="/stop")
+    with pytest.raises(Exception, match="Stopped"):
+        first.result(timeout=60)
+
+
+def send_headers_only(url: str, path: str, headers: dict) -> int:
+    """Announce a huge body, send none of it, and return the status the server answers."""
+    host, port = url.removeprefix("http://").split(":")
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+             "Content-Length: 629145600", *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+def test_the_key_is_checked_and_the_size_refused_before_the_body_is_read(public_app):
+    url = public_app[0]
+    for path in ("/fal-ai/svd", "/queue/fal-ai/svd"):
+        assert send_headers_only(url, path, {}) == 401
+        assert send_headers_only(url, path, {"Authorization": f"Key {SECRET}"}) == 413
+
+    def chunks():  # no Content-Length: counted as it comes
+        for _ in range(80):
+            yield b" " * (1024 * 1024)
+
+    r = httpx.post(f"{url}/fal-ai/svd", content=chunks(), timeout=30,
+                   headers={"Authorization": f"Key {SECRET}"})  # fmt: skip
+    assert r.status_code == 413 and "64 MB" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("body", ['{"image_url": "x", "cond_aug": NaN}',
+                                  '{"image_url": "x", "cond_aug": Infinity}',
+                                  '{"image_url": "x", "cond_aug": 1e309}'])  # fmt: skip
+def test_non_finite_numbers_are_a_422_naming_the_field(public_app, body):
+    r = httpx.post(f"{public_app[0]}/fal-ai/svd", content=body, timeout=30,
+                   headers={"Authorization": f"Key {SECRET}"})  # fmt: skip
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "cond_aug"]
+
+
+def test_gradio_serves_no_record_input_or_part_file(public_app, picture_path):
+    url, out, _ = public_app
+    msg = call(url, "generate", {"image": file_data(picture_path), "seed": "1", "steps": 1})
+    # a path the visitor did not upload is refused; this one is on the server, like a record
+    assert msg["success"] is False
+    r = httpx.post(f"{url}/fal-ai/svd", json={"image_url": picture_uri(), **LONG, "steps": 1},
+                   headers={"Authorization": f"Key {SECRET}"}, timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    run_id = r.json()["image"]["file_name"].split(".")[0]
+    (out / f"{run_id}.mp4.part").write_bytes(b"half")
+    for name in (f"{run_id}.json", f"{run_id}.input.png", f"{run_id}.mp4.part", f"{run_id}.mp4"):
+        assert httpx.get(f"{url}/gradio_api/file={out / name}", timeout=10).status_code == 403
+    assert httpx.get(f"{url}/outputs/{run_id}.json", timeout=10).status_code == 404
+    assert httpx.get(f"{url}/outputs/{run_id}.mp4.part", timeout=10).status_code == 404
+    assert httpx.get(f"{url}/outputs/{'a' * 300}.mp4", timeout=10).status_code == 404
+    assert httpx.get(f"{url}/outputs/{run_id}.mp4", timeout=10).status_code == 200
+
+
+def test_a_pasted_fal_key_with_a_newline_works_and_never_shows(monkeypatch, tmp_path):
+    from svd.backends.fal import FalBackend
+    from svd.errors import BackendError
+    from svd.schema import SVDInput
+
+    from .fal_emulator import FalEmulator, point_fal_client_at
+
+    with FalEmulator(key="good-key") as fal:
+        point_fal_client_at(fal, monkeypatch, key="good-key\n")
+        backend = FalBackend(output_dir=tmp_path, poll_interval=0.01)
+        out = backend.generate(SVDInput(image_url=picture_uri(), seed=3))
+        assert out.seed == 3
+        assert (
+            "good-key" not in (tmp_path / f"{out.image.file_name.split('.')[0]}.json").read_text()
+        )
+        monkeypatch.setenv("FAL_KEY", "sk-wrong-9a8b\n")
+        with pytest.raises(BackendError) as e:
+            FalBackend(output_dir=tmp_path, poll_interval=0.01).generate(
+                SVDInput(image_url=picture_uri())
+            )
+        assert "sk-wrong-9a8b" not in str(e.value) and "rejected the API key" in str(e.value)
+
+
+def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(monkeypatch, tmp_path):
+    from svd.backends.fal import FalBackend
+    from svd.errors import BackendError
+    from svd.schema import SVDInput
+
+    silent = socket.socket()  # accepts connections, never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    host = f"127.0.0.1:{silent.getsockname()[1]}"
+    for name in ("FAL_RUN_HOST", "FAL_QUEUE_RUN_HOST"):
+        monkeypatch.setenv(name, host)
+    monkeypatch.setenv("SVD_FAL_REST_URL", f"https://{host}")
+    monkeypatch.setenv("FAL_KEY", "k")
+    started = time.monotonic()
+    with pytest.raises(BackendError, match=r"no result after 2 s \(SVD_FAL_TIMEOUT\)"):
+        FalBackend(output_dir=tmp_path, timeout=2).generate(SVDInput(image_url=picture_uri()))
+    assert time.monotonic() - started < 20  # fal-client alone retried for over 200 s
+    silent.close()

@@ -48,6 +48,17 @@ def test_conditioning_cache_keeps_outputs_identical(plain):
         assert cached.hits == {**hits, "picture": 0}, kw
 
 
+def test_caching_pipeline_keeps_the_wrapped_pipelines_models_and_settings():
+    pipe = build_tiny_pipeline()
+    pipe.register_to_config(_name_or_path="some/model")
+    pipe.set_progress_bar_config(disable=True, desc="svd")
+    cached = SVDPipeline.of(pipe)
+    assert all(cached.components[k] is v for k, v in pipe.components.items())  # not copies
+    assert cached.name_or_path == "some/model" and cached.dtype == pipe.dtype
+    assert cached._progress_bar_config == {"disable": True, "desc": "svd"}
+    assert SVDPipeline.of(cached) is cached
+
+
 def test_conditioning_cache_tells_pictures_apart(plain):
     cached = SVDPipeline.of(plain)
     one, other = make_picture(192, 128), make_picture(192, 128)
@@ -155,12 +166,17 @@ def test_fast_path_gives_the_same_video(plain, tmp_path):
 
 
 def test_fast_flag_and_environment(monkeypatch):
-    from svd.ui import parse_args
+    from svd.server import parse_args
+    from svd.settings import configure
+
+    def fast(argv):
+        return configure(**vars(parse_args(argv))).fast
 
     monkeypatch.delenv("SVD_FAST", raising=False)
-    assert parse_args([]).fast is False and parse_args(["--fast"]).fast is True
+    assert fast([]) is False and fast(["--fast"]) is True
     monkeypatch.setenv("SVD_FAST", "1")
-    assert parse_args([]).fast is True and parse_args(["--no-fast"]).fast is False
+    assert fast([]) is True and fast(["--no-fast"]) is False
+    configure()
 
 
 def test_feature_reuse_and_depth_control_on_the_svd_xt_architecture():
@@ -203,14 +219,13 @@ def test_feature_reuse_and_depth_control_on_the_svd_xt_architecture():
 
 def test_page_status_names_the_fast_path_and_low_memory(tmp_path):
     from svd.backends.local import LocalBackend
-    from svd.session import status_text
 
-    plain_status = status_text(LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path))
+    plain_status = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path).status()
     assert "fast path" not in plain_status and "low-memory" not in plain_status
     fast = LocalBackend(pipe=build_tiny_pipeline(), fast=True, output_dir=tmp_path)
-    assert "fast path (compiled)" in status_text(fast)
+    assert "fast path (compiled)" in fast.status()
     low = LocalBackend(pipe=build_tiny_pipeline(), memory="low", output_dir=tmp_path)
-    assert "low-memory mode" in status_text(low)
+    assert "low-memory mode" in low.status()
     with pytest.raises(ValueError, match="SVD_FAST and SVD_MEMORY=low do not go together"):
         LocalBackend(model="tiny", fast=True, memory="low", output_dir=tmp_path)
 

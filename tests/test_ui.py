@@ -176,19 +176,30 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     assert s["cache_interval"] == 2
 
 
-def test_stop_reaches_a_run_that_still_waits():
-    from svd.session import StopSwitch
+def test_stop_reaches_a_run_that_still_waits(tmp_path, picture_path):
+    import threading
 
-    stops = StopSwitch()
-    stops.stop("a")  # nothing queued or running: ignored
-    assert not stops.started("a").is_set()
-    stops.ended("a")
-    stops.queued("a")
-    stops.stop("a")  # pressed while the run waits in the queue
-    flag = stops.started("a")
-    assert flag.is_set()
-    stops.ended("a")
-    assert not stops.started("a").is_set()  # the next run starts clean
+    from svd.jobs import CANCELLED, JobQueue
+    from svd.schema import SVDInput
+
+    gate, ran = threading.Event(), []
+
+    def run(backend, inp, on_event):  # the worker's run, held until the gate opens
+        ran.append(inp.seed)
+        gate.wait(30)
+        raise RuntimeError("not needed")
+
+    jobs = JobQueue([object()], tmp_path, run=run)
+    first = jobs.submit(SVDInput(image_url=picture_path, seed=1), "page", "a")
+    while first.status != "IN_PROGRESS":
+        first.done.wait(0.01)
+    waiting = jobs.submit(SVDInput(image_url=picture_path, seed=2), "page", "b")
+    assert jobs.position(waiting) == 0 and jobs.active(session="b") == [waiting]
+    assert jobs.cancel(waiting)  # Stop while it waits: it never runs
+    gate.set()
+    first.done.wait(30)
+    assert waiting.done.is_set() and waiting.error.detail == CANCELLED and ran == [1]
+    assert jobs.get(waiting.id).error.detail == CANCELLED
 
 
 def test_page_makes_depth_maps_from_a_video(app_url, tmp_path):

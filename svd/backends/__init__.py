@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from svd.backends.base import Backend, Event, EventHandler, Log, Queued, Stage, Step, describe
 
 __all__ = [
@@ -17,28 +15,28 @@ OPTIONS = {
 }
 
 
-def fast_from_env() -> bool:
-    """Whether SVD_FAST asks for the local backend's fast path."""
-    return os.environ.get("SVD_FAST", "").lower() in ("1", "true", "yes", "on")
-
-
 def resolve_name(name: str = "auto") -> str:
-    """ "auto" becomes `SVD_BACKEND`, else fal when a fal key is set, else local."""
-    if name == "auto":
-        name = os.environ.get("SVD_BACKEND") or "auto"
-    if name == "auto":
-        from svd.backends.fal import fal_key_from_env
+    """ "auto" becomes `SVD_BACKEND`, else fal when fal credentials are found, else local."""
+    from svd.settings import settings
 
-        name = "fal" if fal_key_from_env() else "local"
+    if name == "auto":
+        name = settings().backend
+    if name == "auto":
+        from svd.backends.fal import fal_credentials
+
+        name = "fal" if fal_credentials() is not None else "local"
     if name not in OPTIONS:
         raise ValueError(f"backend: unknown backend {name!r}; choose one of {', '.join(NAMES)}")
     return name
 
 
 def get_backend(name: str = "auto", **options) -> Backend:
-    """A backend by name ("auto", "local" or "fal"); options it does not take are dropped."""
+    """A backend by name ("auto", "local" or "fal"); an option it does not take is an error."""
     name = resolve_name(name)
-    kwargs = {k: v for k, v in options.items() if k in OPTIONS[name] and v is not None}
+    unknown = sorted(k for k, v in options.items() if k not in OPTIONS[name] and v is not None)
+    if unknown:
+        raise ValueError(f"the {name} backend takes no option {', '.join(unknown)}")
+    kwargs = {k: v for k, v in options.items() if v is not None}
     if name == "fal":
         from svd.backends.fal import FalBackend
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from svd.schema import SVDInput, SVDOutput
+
+if TYPE_CHECKING:
+    from svd.outputs import OutputStore
+    from svd.run import Prepared, Rendered
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,27 @@ EventHandler = Callable[[Event], None]
 
 @runtime_checkable
 class Backend(Protocol):
-    """Anything that turns an SVDInput into a video."""
+    """Anything that turns an SVDInput into a video. `generate` runs the shared prepare and
+    store (svd.run) around the backend's own `render`."""
 
     name: str
+    store: OutputStore  # where its videos and records are kept
+    supports: frozenset[str]  # the extras (non-fal fields) it takes
+    takes_urls: bool  # http(s) inputs are handed on as they are, not fetched here
+    needs_gpu: bool  # whether a run holds this machine's GPU
+    depth_model: str | None  # what makes depth maps from a driving video
+
+    def status(self) -> str:
+        """One line for the page: what runs the videos, and any warning to see."""
+        ...
+
+    def warm_up(self) -> None:
+        """Load (and compile) ahead of the first request."""
+        ...
+
+    def render(self, prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:
+        """Make the frames (or the file) of one prepared request."""
+        ...
 
     def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
         """Run one generation; events go to `on_event` as they happen."""
@@ -55,6 +77,24 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free what the backend holds (models, connections)."""
         ...
+
+
+class BackendBase:
+    """What every backend does the same way: the run around `render`."""
+
+    takes_urls = False
+    depth_model: str | None = None
+
+    def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
+        from svd.run import run
+
+        return run(self, inp, on_event)
+
+    def warm_up(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def describe(event: Event) -> str:

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import httpx
 
-from svd.backends.base import EventHandler, Log, Queued, Stage, emit
-from svd.depth_video import require_one_control, video_to_depth_archive
+from svd.backends.base import BackendBase, EventHandler, Log, Queued, Stage, emit
 from svd.errors import BackendError, InputError, short
-from svd.fetch import read_url
-from svd.media import read_video, write_video
 from svd.outputs import OutputStore
-from svd.post import finish
-from svd.schema import URL_FIELDS, SVDInput, SVDOutput
+from svd.run import Prepared, Rendered
+from svd.settings import settings
 
-DEFAULT_ENDPOINT = "fal-ai/svd"
 MAX_VIDEO_BYTES = 2 * 1024**3
+TIMEOUT = "SVD_FAL_TIMEOUT"
+_CALLS = ThreadPoolExecutor(16, thread_name_prefix="svd-fal")  # calls bounded by a deadline
 SNIFF = [  # leading bytes -> content type, for uploads whose name says nothing
     (b"\x89PNG", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -32,21 +33,24 @@ SNIFF = [  # leading bytes -> content type, for uploads whose name says nothing
 ]
 
 
-def fal_key_from_env() -> str | None:
-    """FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET joined as fal-client does."""
-    if key := os.environ.get("FAL_KEY"):
-        return key
-    key_id, secret = os.environ.get("FAL_KEY_ID"), os.environ.get("FAL_KEY_SECRET")
-    return f"{key_id}:{secret}" if key_id and secret else None
+def fal_credentials():
+    """fal-client's own credential lookup (FAL_KEY, FAL_KEY_ID + FAL_KEY_SECRET, `fal auth
+    login`); None when there are none."""
+    from fal_client.auth import fetch_auth_credentials
+
+    try:
+        return fetch_auth_credentials()
+    except Exception:  # MissingCredentialsError, an unreadable login file
+        return None
 
 
 def _point_storage_hosts() -> None:
-    """fal-client keeps its storage hosts in constants; these variables move them."""
+    """fal-client keeps its storage hosts in constants; these settings move them."""
     import fal_client.client as fal_http
 
-    if url := os.environ.get("SVD_FAL_REST_URL"):
+    if url := settings().fal_rest_url:
         fal_http.REST_URL = url.rstrip("/")
-    if url := os.environ.get("SVD_FAL_CDN_URL"):
+    if url := settings().fal_cdn_url:
         fal_http.CDN_URL = url.rstrip("/")
 
 
@@ -62,10 +66,13 @@ def content_type_of(data: bytes, name: str | None = None) -> str:
     return "application/octet-stream"
 
 
-class FalBackend:
+class FalBackend(BackendBase):
     """Runs each request on fal (`SVD_FAL_ENDPOINT`, fal-ai/svd by default)."""
 
     name = "fal"
+    supports = frozenset({"fps", "loop", "interpolate", "output_format", "control_video_url"})
+    takes_urls = True
+    needs_gpu = False
 
     def __init__(
         self,
@@ -75,67 +82,67 @@ class FalBackend:
         timeout: float | None = None,
         poll_interval: float | None = None,
     ):
-        self._key = key  # never logged, never recorded
-        self.endpoint = endpoint or os.environ.get("SVD_FAL_ENDPOINT") or DEFAULT_ENDPOINT
-        self.timeout = timeout or float(os.environ.get("SVD_FAL_TIMEOUT") or 600)
-        self.poll_interval = poll_interval or float(os.environ.get("SVD_FAL_POLL_INTERVAL") or 0.5)
-        self.store = OutputStore(output_dir)
-        self.loaded = True
-        self.model = self.endpoint
-        self.notice = None
+        config = settings()
+        self._key = (key or "").strip() or None  # never logged, never recorded
+        self.endpoint = endpoint or config.fal_endpoint
+        self.timeout = timeout or config.fal_timeout
+        self.poll_interval = poll_interval or config.fal_poll_interval
+        self.depth_model = config.depth_model
+        self.store = OutputStore(output_dir or config.output_dir)
+
+    def status(self) -> str:
+        return f"Backend: **fal**, endpoint **{self.endpoint}**"
 
     def _client(self):
-        key = self._key or fal_key_from_env()
-        if not key:
+        """fal-client's client and the secret it holds (kept out of every message)."""
+        import fal_client
+
+        _point_storage_hosts()
+        timeout = min(self.timeout, 120.0)
+        if self._key:
+            return self._key, fal_client.SyncClient(key=self._key, default_timeout=timeout)
+        found = fal_credentials()
+        if found is None:
             raise BackendError(
                 "fal needs an API key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), "
                 "or enter one on the page"
             )
-        import fal_client
+        token = found.token.strip()  # a pasted secret often ends in a newline
+        if found.scheme == "Key":
+            return token, fal_client.SyncClient(key=token, default_timeout=timeout)
+        return token, fal_client.SyncClient(default_timeout=timeout)  # a `fal auth login` token
 
-        _point_storage_hosts()
-        return fal_client.SyncClient(key=key, default_timeout=min(self.timeout, 120.0))
-
-    def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
-        """Upload local inputs, run the request on fal, and keep the video it returns."""
-        import fal_client
-
-        t0 = time.perf_counter()
-        if inp.extend:
-            raise InputError("extend", "runs on the local backend only; fal makes one segment")
-        if inp.cache_interval > 1:
-            raise InputError("cache_interval", "runs on the local backend only; use 1 on fal")
-        client = self._client()
-        handle = None
+    def render(self, prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:
+        """Upload what fal cannot fetch, run the request on fal, download its video: all of
+        it within SVD_FAL_TIMEOUT, however long fal-client's own retries would take."""
+        key, client = self._client()
+        handles: list = []  # the request on fal, once submitted
+        deadline = time.monotonic() + self.timeout
+        work = _CALLS.submit(self._remote, prepared, client, handles, on_event, deadline)
         try:
-            arguments = inp.fal_arguments()
-            if inp.control_video_url:  # fal takes maps, so they are made here
-                require_one_control(inp)
-                emit(on_event, Stage("estimating depth"))
-                maps = video_to_depth_archive(inp.control_video_url)
-                arguments["control_maps_data_url"] = client.upload(
-                    maps, "application/zip", "depth.zip"
-                )
-            emit(on_event, Stage("uploading inputs"))
-            for field in URL_FIELDS:
-                if arguments.get(field):
-                    arguments[field] = self._remote_url(client, arguments[field], field)
-            emit(on_event, Stage("submitting to fal"))
-            handle = client.submit(self.endpoint, arguments)
-            error = self._follow(handle, on_event, time.monotonic() + self.timeout)
-            result = handle.get(interval=self.poll_interval)  # a failed run raises its 4xx here
+            return work.result(timeout=self.timeout)
         except BaseException as e:
-            if handle is not None:  # stopped by the caller or failed: free fal's worker
-                _cancel_quietly(handle)
-            if isinstance(e, fal_client.client.FalClientHTTPError):
-                raise self._http_error(e.status_code, e.message) from None
-            if isinstance(e, httpx.HTTPStatusError):  # storage routes raise plain httpx errors
-                raise self._http_error(e.response.status_code, e.response.text) from None
-            if isinstance(e, httpx.HTTPError):
-                raise BackendError(f"could not reach fal: {e}") from None
-            raise
-        t_remote = time.perf_counter()
+            if handles:  # stopped by the caller, failed or too slow: free fal's worker
+                _cancel_quietly(handles[0])
+            if isinstance(e, FutureTimeout):
+                what = "it was not submitted"
+                if handles:
+                    what = f"request {handles[0].request_id} was cancelled on fal"
+                e = BackendError(f"fal: no result after {self.timeout:g} s ({TIMEOUT}); {what}")
+            raise _worded(e, key) from None
 
+    def _remote(self, prepared: Prepared, client, handles: list, on_event, deadline) -> Rendered:
+        inp, started = prepared.inp, time.perf_counter()
+        arguments = inp.fal_arguments()
+        emit(on_event, Stage("uploading inputs"))
+        for field, data in prepared.data.items():
+            url = getattr(inp, field) or ""
+            arguments[field] = client.upload(data, *_upload_type_and_name(url, data))
+        emit(on_event, Stage("submitting to fal"))
+        handle = client.submit(self.endpoint, arguments)
+        handles.append(handle)
+        error = self._follow(handle, on_event, deadline)
+        result = handle.get(interval=self.poll_interval)  # a failed run raises its 4xx here
         video = result.get("image") or result.get("video")
         if not isinstance(video, dict) or not video.get("url"):
             if error:
@@ -144,29 +151,13 @@ class FalBackend:
         seed = result.get("seed", inp.seed)
         if not isinstance(seed, int):
             raise BackendError("fal returned no seed")
+        remote = time.perf_counter()
         emit(on_event, Stage("downloading video"))
-        run_id = self.store.new_id()
-        with self.store.saving(run_id):
-            path = self._download(video["url"], self.store.video_path(run_id, _suffix(video)))
-            if inp.loop != "none" or inp.interpolate or path.suffix != f".{inp.output_format}":
-                path = self._finish_locally(path, inp, run_id)
-            t_end = time.perf_counter()
-            file = self.store.record(
-                run_id,
-                path,
-                inp,
-                seed,
-                backend=self.name,
-                model=self.endpoint,
-                request_id=handle.request_id,
-                remote_url=video["url"],
-                timings={
-                    "remote_s": round(t_remote - t0, 3),
-                    "download_s": round(t_end - t_remote, 3),
-                    "total_s": round(t_end - t0, 3),
-                },
-            )
-        return SVDOutput(image=file, seed=seed)
+        path = self._download(video["url"], _suffix(video))
+        facts = {"model": self.endpoint, "request_id": handle.request_id}
+        facts["remote_url"] = video["url"]
+        timings = {"remote_s": remote - started, "download_s": time.perf_counter() - remote}
+        return Rendered(seed, video=path, facts=facts, timings=timings)
 
     def _follow(self, handle, on_event: EventHandler | None, deadline: float) -> str | None:
         """Poll the request until it completes, turning fal's statuses into events.
@@ -189,36 +180,16 @@ class FalBackend:
             if time.monotonic() > deadline:
                 _cancel_quietly(handle)
                 raise BackendError(
-                    f"fal: no result after {self.timeout:g} s (SVD_FAL_TIMEOUT); "
+                    f"fal: no result after {self.timeout:g} s ({TIMEOUT}); "
                     f"request {handle.request_id} was cancelled on fal"
                 )
         return None
 
-    def _finish_locally(self, path: Path, inp: SVDInput, run_id: str) -> Path:
-        """In-between frames, loops and formats are ours: done to fal's video once here."""
-        frames, fps = read_video(path)
-        target = self.store.video_path(run_id, f".{inp.output_format}")
-        frames, fps = finish(frames, round(fps) or inp.fps, inp.interpolate, inp.loop)
-        write_video(frames, fps, target, inp.output_format)
-        if path != target:
-            path.unlink()
-        return target
-
-    def _remote_url(self, client, url: str, field: str) -> str:
-        """http(s) URLs go as they are; files and data: URIs are uploaded to fal first."""
-        if urlparse(url).scheme.lower() in ("http", "https"):
-            return url
-        data = read_url(url, field)
-        name = None
-        if not url.startswith("data:"):
-            name = PurePosixPath(unquote(urlparse(url).path) or url).name
-            kind = content_type_of(data, name)
-        else:
-            kind = url[5:].split(",", 1)[0].split(";", 1)[0] or content_type_of(data)
-        return client.upload(data, kind, name)
-
-    def _download(self, url: str, path: Path) -> Path:
-        """Stream fal's video into `path` (through a .part file), at most MAX_VIDEO_BYTES."""
+    def _download(self, url: str, suffix: str) -> Path:
+        """Stream fal's video into the output folder (a .part file until it is whole), at
+        most MAX_VIDEO_BYTES."""
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        path = self.store.root / f"download-{secrets.token_hex(8)}{suffix}"
         tmp = path.with_name(path.name + ".part")
         try:
             with httpx.stream("GET", url, timeout=self.timeout, follow_redirects=True) as r:
@@ -239,15 +210,41 @@ class FalBackend:
         os.replace(tmp, path)
         return path
 
-    def _http_error(self, code: int, detail) -> Exception:
-        if code in (401, 403):
-            return BackendError(f"fal rejected the API key (HTTP {code}); check FAL_KEY")
-        if code == 422:
-            return _validation_error(detail)
-        return BackendError(f"fal answered HTTP {code}: {short(detail, 300)}")
 
-    def close(self) -> None:
-        pass
+def _worded(error: BaseException, key: str) -> BaseException:
+    """A failure as the user should read it: fal's HTTP errors named, the key never shown."""
+    import fal_client
+
+    if isinstance(error, fal_client.client.FalClientHTTPError):
+        error = _http_error(error.status_code, error.message)
+    elif isinstance(error, httpx.HTTPStatusError):  # storage routes raise plain httpx errors
+        error = _http_error(error.response.status_code, error.response.text)
+    elif isinstance(error, httpx.HTTPError):
+        error = BackendError(f"could not reach fal: {error}")
+    if isinstance(error, BackendError | InputError) and key and key in str(error):
+        return type(error)(*[redact(a, key) if isinstance(a, str) else a for a in error.args])
+    return error
+
+
+def redact(text: str, key: str) -> str:
+    return text.replace(key, "<key>")
+
+
+def _http_error(code: int, detail) -> Exception:
+    if code in (401, 403):
+        return BackendError(f"fal rejected the API key (HTTP {code})")
+    if code == 422:
+        return _validation_error(detail)
+    return BackendError(f"fal answered HTTP {code}: {short(detail, 300)}")
+
+
+def _upload_type_and_name(url: str, data: bytes) -> tuple[str, str | None]:
+    """The content type and file name an input is uploaded under."""
+    if url.startswith("data:"):
+        kind = url[5:].split(",", 1)[0].split(";", 1)[0]
+        return kind or content_type_of(data), None
+    name = PurePosixPath(unquote(urlparse(url).path) or url).name if url else "depth.zip"
+    return content_type_of(data, name), name
 
 
 def _validation_error(detail) -> InputError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import threading
 import time
@@ -15,22 +14,20 @@ from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
 from svd.archive import depth_strip, maps_from_archive
-from svd.backends import fast_from_env
-from svd.backends.base import EventHandler, Queued, Stage, Step, emit
+from svd.backends.base import BackendBase, EventHandler, Stage, Step, emit
 from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_controlnet, build_tiny_pipeline
 from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
-from svd.depth_video import require_one_control, video_to_depth_archive
-from svd.errors import BackendError, InputError
+from svd.errors import BackendError
 from svd.fast import channels_last, compile_unet
-from svd.fetch import read_url
-from svd.mask import MotionMask, load_motion_mask, mask_image
-from svd.media import as_uint8_frames, fit_image, keep_size, load_image, write_video
+from svd.mask import MotionMask, mask_image, motion_map
+from svd.media import as_uint8_frames, decode_image, fit_image, keep_size
 from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
-from svd.post import finish
 from svd.reuse import feature_reuse
-from svd.schema import SVDInput, SVDOutput
+from svd.run import Prepared, Rendered
+from svd.schema import EXTRA_FIELDS, SVDInput
+from svd.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +81,11 @@ def _run_error(error: RuntimeError) -> BackendError:
     return BackendError(f"generation failed: {error}")
 
 
-class LocalBackend:
+class LocalBackend(BackendBase):
     """Runs SVD on this machine. `model`: hub id, local folder or "tiny" (`SVD_MODEL`)."""
 
     name = "local"
+    supports = EXTRA_FIELDS
 
     def __init__(
         self,
@@ -100,21 +98,22 @@ class LocalBackend:
         memory: str | None = None,
         fast: bool | None = None,
     ):
-        self.explicit_model = model or os.environ.get("SVD_MODEL") or None
+        config = settings()
+        self.explicit_model = model or config.model or None
         self.model = self.explicit_model or DEFAULT_MODEL
         self._controlnet = controlnet if isinstance(controlnet, ControlNetSDV) else None
         if self._controlnet is not None:  # a ready ControlNet is used as it is
             controlnet = getattr(controlnet, "name_or_path", None) or "custom ControlNet"
-        self.controlnet = controlnet or os.environ.get("SVD_CONTROLNET") or None
+        self.controlnet = controlnet or config.controlnet or None
         self.device = device or (str(pipe.device) if pipe is not None else pick_device())
         if dtype is None:
             dtype = pipe.dtype if pipe is not None else None
         self.dtype = dtype or (torch.float16 if self.device.startswith("cuda") else torch.float32)
-        self.memory = (memory or os.environ.get("SVD_MEMORY") or "normal").lower()
+        self.memory = (memory or config.memory).lower()
         if self.memory not in ("normal", "low"):
             raise ValueError(f"SVD_MEMORY: expected normal or low, got {self.memory!r}")
         if fast is None:
-            fast = fast_from_env()
+            fast = config.fast
         if fast and self.memory == "low":
             raise ValueError(
                 "SVD_FAST and SVD_MEMORY=low do not go together: low memory runs the "
@@ -122,9 +121,9 @@ class LocalBackend:
             )
         self.fast = fast
         # Depth maps from videos: SVD_DEPTH_MODEL, else a tiny one beside the tiny SVD.
-        self.depth_model = os.environ.get("SVD_DEPTH_MODEL") or None
+        self.depth_model = config.depth_model
         self.notice: str | None = None  # said on the page when the model is not the one asked for
-        self.store = OutputStore(output_dir)
+        self.store = OutputStore(output_dir or config.output_dir)
         self._pipe = SVDPipeline.of(pipe) if pipe is not None else None
         if self._pipe is not None:
             if self.memory == "low":
@@ -133,9 +132,8 @@ class LocalBackend:
         if pipe is not None and self.explicit_model is None:
             self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
         self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
-        self._count_lock = threading.Lock()
-        self._waiting = 0
+        self._run_lock = threading.Lock()  # direct callers (CLI, Python) share one pipeline
+        self.needs_gpu = self.device.startswith("cuda")
 
     @property
     def loaded(self) -> bool:
@@ -215,11 +213,11 @@ class LocalBackend:
         log.info("%s compiles on first use", type(unet).__name__)
 
     def warm_up(self) -> None:
-        """On the fast path, compile before the first request: one step at the default size
-        and frame count (the sizes a page run starts with)."""
+        """Load the model; on the fast path, also compile: one step at the default size and
+        frame count (the sizes a page run starts with)."""
+        pipe = self.load()
         if not self.fast:
             return
-        pipe = self.load()
         width, height = self.default_size()
         frames = pipe.unet.config.num_frames or TINY_FRAMES
         started = time.perf_counter()
@@ -238,106 +236,83 @@ class LocalBackend:
     def default_size(self) -> tuple[int, int]:
         return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
 
-    def generate(self, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
-        """Generate a video for `inp`, keep it in the output folder, and describe it."""
-        t0 = time.perf_counter()
-        if inp.extend and (inp.control_maps_data_url or inp.control_video_url):
-            raise InputError(
-                "extend", "cannot go with control_maps_data_url (the maps set the frames)"
-            )
-        emit(on_event, Stage("loading inputs"))
-        image = load_image(inp.image_url, "image_url")
+    def status(self) -> str:
+        if not self.loaded:
+            return f"Backend: **local**, model **{self.model}** on {self.device} (loading...)"
+        text = f"Backend: **local**, model **{self.model}** on {self.device}"
+        if self.fast:
+            text += ", fast path (compiled)"
+        if self.memory == "low":
+            text += ", low-memory mode"
+        if self.model == "tiny":
+            text += " — a tiny random-weight test model: its videos are noise, not your picture."
+        return f"⚠️ {self.notice}\n\n{text}" if self.notice else text
+
+    def render(self, prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:
+        """Fit the inputs to the model's size and denoise (each `extend` segment going on
+        from the last frame)."""
+        inp = prepared.inp
+        picture = decode_image(prepared.data["image_url"], "image_url")
         seed = inp.seed if inp.seed is not None else random_seed()
         if not self.loaded:
             emit(on_event, Stage("loading model"))
         pipe = self.load()
-        width, height = self._size(inp, image.size)
-        image = fit_image(image, width, height, inp.resize_mode)
+        width, height = self._size(inp, picture.size)
+        image = fit_image(picture, width, height, inp.resize_mode)
+        kept = {"input": image}
         num_frames = inp.num_frames or pipe.unet.config.num_frames or TINY_FRAMES
-        maps, control, made_maps = None, contextlib.nullcontext(), None
-        archive = None
-        if inp.control_video_url:
-            require_one_control(inp)
-            emit(on_event, Stage("estimating depth"))
-            archive = made_maps = video_to_depth_archive(inp.control_video_url, self.depth_model)
-        elif inp.control_maps_data_url:
-            archive = read_url(inp.control_maps_data_url, "control_maps_data_url")
-        if archive is not None:
-            maps = maps_from_archive(archive, width, height, inp.resize_mode)
-            num_frames = len(maps)  # one frame per map
+        control, controlnet = contextlib.nullcontext(), None
+        if prepared.maps is not None:
+            maps = maps_from_archive(prepared.maps, width, height, inp.resize_mode)
+            num_frames, kept["depth"] = len(maps), depth_strip(maps)  # one frame per map
             cond = maps_to_cond(maps, pipe._execution_device, pipe.unet.dtype)
-            control = depth_control(pipe.unet, self.load_controlnet(), cond, inp.control_scale)
+            net = self.load_controlnet()
+            control = depth_control(pipe.unet, net, cond, inp.control_scale)
+            controlnet = self.controlnet_name
         moves = None
-        if inp.mask_image_url:
-            moves = load_motion_mask(inp.mask_image_url, width, height, inp.resize_mode)
-        t_inputs = time.perf_counter()
+        if "mask_image_url" in prepared.data:
+            mask = decode_image(prepared.data["mask_image_url"], "mask_image_url")
+            moves = motion_map(mask, width, height, inp.resize_mode)
+            kept["mask"] = mask_image(moves)
+        emit(on_event, Stage("denoising"))
+        with self._run_lock, control:
+            try:
+                frames = self._segments(pipe, image, inp, num_frames, seed, moves, on_event)
+            except RuntimeError as e:  # torch's out-of-memory error is a RuntimeError too
+                raise _run_error(e) from e
+            finally:
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+        facts = {
+            "model": self.model, "device": self.device, "fast": self.fast,
+            "dtype": str(self.dtype).removeprefix("torch."), "controlnet": controlnet,
+            "width": width, "height": height, "num_frames": num_frames,
+        }  # fmt: skip
+        return Rendered(seed, frames=frames, fps=inp.fps, kept=kept, facts=facts)
 
-        self._wait_turn(on_event)
-        try:
-            t_start = time.perf_counter()
-            emit(on_event, Stage("denoising"))
-            segments, start = [], image
-            masked = moves is not None and moves.min() < 1.0  # else exactly a run without one
-            with control:
-                for n in range(inp.extend + 1):  # each segment goes on from the last frame
-                    part_seed = (seed + n) % 2**64
-                    mask = None
-                    if masked:  # the still part stays the picture in every segment
-                        mask = MotionMask(moves, image, (part_seed + MASK_SEED_OFFSET) % 2**64)
-                    steps = (n * inp.steps, (inp.extend + 1) * inp.steps)
-                    part = self._denoise(
-                        pipe, start, inp, num_frames, part_seed, mask, steps, on_event
-                    )
-                    if mask is not None:
-                        part = mask.composite(part)
-                    segments.append(part if n == 0 else part[1:])  # its first frame repeats
-                    start = Image.fromarray(as_uint8_frames(part[-1:])[0])
-        except RuntimeError as e:  # torch's out-of-memory error is a RuntimeError too
-            raise _run_error(e) from e
-        finally:
-            self._run_lock.release()
-            if self.device.startswith("cuda"):
-                torch.cuda.empty_cache()
-        frames = np.concatenate(segments)
-        frames, fps = finish(frames, inp.fps, inp.interpolate, inp.loop)
-        t_run = time.perf_counter()
+    def _segments(self, pipe, image, inp, num_frames, seed, moves, on_event) -> np.ndarray:
+        """The run's frames; with `extend`, more segments, each from the last frame."""
+        segments, start = [], image
+        masked = moves is not None and moves.min() < 1.0  # else exactly a run without one
+        for n in range(inp.extend + 1):
+            part_seed = (seed + n) % 2**64
+            mask = None
+            if masked:  # the still part stays the picture in every segment
+                mask = MotionMask(moves, image, (part_seed + MASK_SEED_OFFSET) % 2**64)
+            steps = (n * inp.steps, (inp.extend + 1) * inp.steps)
+            part = self._denoise(pipe, start, inp, num_frames, part_seed, mask, steps, on_event)
+            if mask is not None:
+                part = mask.composite(part)
+            segments.append(part if n == 0 else part[1:])  # its first frame repeats
+            start = Image.fromarray(as_uint8_frames(part[-1:])[0])
+        return np.concatenate(segments)
 
-        emit(on_event, Stage("writing video"))
-        run_id = self.store.new_id()
-        with self.store.saving(run_id):
-            path = self.store.video_path(run_id, f".{inp.output_format}")
-            video = write_video(frames, fps, path, inp.output_format)
-            self.store.save_image(run_id, "input", image)
-            if moves is not None:
-                self.store.save_image(run_id, "mask", mask_image(moves))
-            if maps is not None:
-                self.store.save_image(run_id, "depth", depth_strip(maps))
-            if made_maps is not None:
-                self.store.save_bytes(run_id, "depth.zip", made_maps)
-            t_end = time.perf_counter()
-            file = self.store.record(
-                run_id,
-                video,
-                inp,
-                seed,
-                backend=self.name,
-                model=self.model,
-                device=self.device,
-                dtype=str(self.dtype).removeprefix("torch."),
-                fast=self.fast,
-                controlnet=(self.controlnet or DEFAULT_CONTROLNET) if maps is not None else None,
-                width=width,
-                height=height,
-                num_frames=num_frames,
-                timings={
-                    "inputs_s": round(t_inputs - t0, 3),
-                    "waited_s": round(t_start - t_inputs, 3),
-                    "generate_s": round(t_run - t_start, 3),
-                    "write_s": round(t_end - t_run, 3),
-                    "total_s": round(t_end - t0, 3),
-                },
-            )
-        return SVDOutput(image=file, seed=seed)
+    @property
+    def controlnet_name(self) -> str:
+        """The ControlNet that runs: its source, or "tiny" for the random one beside tiny."""
+        if self.controlnet:
+            return self.controlnet
+        return "tiny" if self.model == "tiny" else DEFAULT_CONTROLNET
 
     def _denoise(self, pipe, image, inp, num_frames, seed, mask, steps, on_event) -> np.ndarray:
         """One run of diffusers' pipeline: float frames (N, H, W, 3) in 0-1.
@@ -385,21 +360,6 @@ class LocalBackend:
         if self.memory == "low":
             return min(2, num_frames)
         return min(8, num_frames) if self.device != "cpu" else num_frames
-
-    def _wait_turn(self, on_event: EventHandler | None) -> None:
-        """One generation at a time; a caller that must wait is told its place."""
-        if self._run_lock.acquire(blocking=False):
-            return
-        with self._count_lock:
-            self._waiting += 1
-            position = self._waiting - 1
-        try:
-            emit(on_event, Queued(position))
-            while not self._run_lock.acquire(timeout=0.5):
-                emit(on_event, Queued(position))  # a waiting run can still be stopped
-        finally:
-            with self._count_lock:
-                self._waiting -= 1
 
     def close(self) -> None:
         self._pipe = None

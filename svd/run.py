@@ -1,0 +1,130 @@
+"""One run in three rooms: prepare (shared), render (the backend's), store (shared)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from svd.archive import maps_for_a_video
+from svd.backends.base import EventHandler, Stage, emit
+from svd.depth_video import video_to_depth_archive
+from svd.errors import InputError
+from svd.fetch import is_http, read_url
+from svd.media import read_video, write_video
+from svd.post import finish
+from svd.schema import EXTRA_FIELDS, URL_FIELDS, SVDInput, SVDOutput
+
+if TYPE_CHECKING:
+    from svd.backends.base import Backend
+
+MAPS = "control_maps_data_url"
+
+
+@dataclass
+class Prepared:
+    """A checked request and the bytes of its inputs, ready for any backend."""
+
+    inp: SVDInput
+    data: dict[str, bytes]  # fetched inputs by field; http(s) URLs a backend takes are not
+    made_maps: bytes | None = None  # depth maps made here from control_video_url
+
+    @property
+    def maps(self) -> bytes | None:
+        return self.data.get(MAPS)
+
+
+@dataclass
+class Rendered:
+    """What a backend made: frames, or a finished file from elsewhere, and how."""
+
+    seed: int
+    frames: np.ndarray | None = None  # (N, H, W, 3), uint8 or float in 0-1
+    fps: int | None = None
+    video: Path | None = None  # a file to keep (re-encoded only when the request asks)
+    kept: dict[str, Image.Image] = field(default_factory=dict)  # kept beside the video
+    facts: dict = field(default_factory=dict)  # for the record: model, device, ...
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def refuse_unsupported(backend: Backend, inp: SVDInput) -> None:
+    """An extra the backend does not take is an error unless left at its default."""
+    for name in EXTRA_FIELDS - backend.supports:
+        default = SVDInput.model_fields[name].default
+        if getattr(inp, name) != default:
+            leave = "leave it out" if default is None else f"leave it at {default}"
+            raise InputError(name, f"runs on the local backend only; {leave} on {backend.name}")
+
+
+def prepare(backend: Backend, inp: SVDInput, on_event: EventHandler | None = None) -> Prepared:
+    """Check the request against the backend, then read its inputs (see `Prepared`)."""
+    refuse_unsupported(backend, inp)
+    emit(on_event, Stage("loading inputs"))
+    data = {}
+    for name in URL_FIELDS:
+        url = getattr(inp, name)
+        if url and name != "control_video_url" and not (backend.takes_urls and is_http(url)):
+            data[name] = read_url(url, name)
+    made = None
+    if inp.control_video_url:
+        emit(on_event, Stage("estimating depth"))
+        made = data[MAPS] = video_to_depth_archive(inp.control_video_url, backend.depth_model)
+    if MAPS in data:
+        maps_for_a_video(data[MAPS])  # a bad archive fails here, before any model work
+    return Prepared(inp, data, made)
+
+
+def store(
+    backend: Backend, prepared: Prepared, rendered: Rendered, timings: dict[str, float],
+    on_event: EventHandler | None = None,
+) -> SVDOutput:  # fmt: skip
+    """Finish the frames (in-between frames, loop, format), keep the video and its record."""
+    emit(on_event, Stage("writing video"))
+    inp, out = prepared.inp, backend.store
+    run_id = out.new_id()
+    started = time.perf_counter()
+    with out.saving(run_id):
+        video = _write(out.video_path(run_id, f".{inp.output_format}"), inp, rendered)
+        for name, image in rendered.kept.items():
+            out.save_image(run_id, name, image)
+        if prepared.made_maps is not None:
+            out.save_bytes(run_id, "depth.zip", prepared.made_maps)
+        timings = {**timings, **rendered.timings}
+        timings["write_s"] = time.perf_counter() - started
+        timings["total_s"] = sum(timings.values())
+        file = out.record(
+            run_id, video, inp, rendered.seed, backend=backend.name, **rendered.facts,
+            timings={k: round(v, 3) for k, v in timings.items()},
+        )  # fmt: skip
+    return SVDOutput(image=file, seed=rendered.seed)
+
+
+def _write(target: Path, inp: SVDInput, rendered: Rendered) -> Path:
+    asked_fps = inp.fps != SVDInput.model_fields["fps"].default
+    if rendered.video is not None:
+        plain = inp.loop == "none" and not inp.interpolate and not asked_fps
+        if plain and rendered.video.suffix == target.suffix:
+            os.replace(rendered.video, target)  # kept as made, not re-encoded
+            return target
+        frames, fps = read_video(rendered.video)
+        fps = inp.fps if asked_fps else round(fps) or inp.fps
+        rendered.video.unlink(missing_ok=True)
+    else:
+        frames, fps = rendered.frames, rendered.fps or inp.fps
+    frames, fps = finish(frames, fps, inp.interpolate, inp.loop)
+    return write_video(frames, fps, target, inp.output_format)
+
+
+def run(backend: Backend, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
+    """Prepare, render on `backend`, store: one video and its record."""
+    started = time.perf_counter()
+    prepared = prepare(backend, inp, on_event)
+    ready = time.perf_counter()
+    rendered = backend.render(prepared, on_event)
+    timings = {"inputs_s": ready - started, "render_s": time.perf_counter() - ready}
+    return store(backend, prepared, rendered, timings, on_event)

@@ -1,0 +1,103 @@
+"""Start the app: settings from flags and environment, one queue, the API and the page."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+
+import gradio as gr
+import uvicorn
+
+from svd.api import build_api
+from svd.backends import Backend, get_backend, resolve_name
+from svd.backends.choice import Backends
+from svd.jobs import JobQueue, Limits
+from svd.session import run_on_gpu
+from svd.settings import Settings, configure
+from svd.ui import ASSETS, CSS, build_app
+
+log = logging.getLogger(__name__)
+FAL_WORKERS = 4  # fal runs elsewhere: a few at once keep its queue busy, not this machine
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags; each one left out falls back to its environment variable (see Settings)."""
+    p = argparse.ArgumentParser(description="Serve the SVD Studio page and its HTTP API.")
+    p.add_argument("--backend", choices=["auto", "local", "fal"])
+    p.add_argument("--model", help="hub id, local folder or 'tiny' (SVD_MODEL)")
+    p.add_argument("--controlnet", help="ControlNet id or folder (SVD_CONTROLNET)")
+    p.add_argument("--output-dir", type=Path, help="where videos are kept (SVD_OUTPUT_DIR)")
+    p.add_argument("--memory", choices=["normal", "low"], help="SVD_MEMORY")
+    p.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels-last and torch.compile; the first run at each size compiles (SVD_FAST)",
+    )
+    p.add_argument("--devices", help="one worker per device: cuda:0,cuda:1 (SVD_DEVICES)")
+    p.add_argument("--host", help="GRADIO_SERVER_NAME, 127.0.0.1 by default")
+    p.add_argument("--port", type=int, help="GRADIO_SERVER_PORT, 7860 by default")
+    p.add_argument("--root-path", help="behind a proxy (GRADIO_ROOT_PATH)")
+    return p.parse_args(argv)
+
+
+def make_workers(config: Settings) -> tuple[list[Backend], dict[str, dict]]:
+    """One backend per worker: a pipeline per device (SVD_DEVICES), or a few fal workers."""
+    options = {
+        "local": {"model": config.model, "controlnet": config.controlnet,
+                  "output_dir": config.output_dir, "memory": config.memory, "fast": config.fast},
+        "fal": {"output_dir": config.output_dir},
+    }  # fmt: skip
+    if resolve_name(config.backend) == "fal":
+        return [get_backend("fal", **options["fal"])] * FAL_WORKERS, options
+    devices = config.device_list()
+    return [get_backend("local", device=d, **options["local"]) for d in devices], options
+
+
+def sweep_parts(folder: Path) -> None:
+    """Half-written files of a process that was killed."""
+    for part in folder.glob("*.part"):
+        part.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = configure(**{k: v for k, v in vars(args).items() if v is not None})
+    out_dir = Path(config.output_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sweep_parts(out_dir)
+    workers, options = make_workers(config)
+    for backend in dict.fromkeys(workers):  # warm each model while the page comes up
+        threading.Thread(target=_preload, args=(backend,), daemon=True).start()
+    limits = Limits(config.max_runs_per_session, config.max_runs_per_address)
+    jobs = JobQueue(workers, out_dir, config.queue_size, run=run_on_gpu, limits=limits)
+    page = build_app(jobs, Backends(workers[0], options))
+    page.queue(max_size=config.queue_size)
+    server = gr.mount_gradio_app(
+        build_api(jobs, out_dir),  # the fal-compatible routes, same port
+        page,
+        path="/",
+        root_path=config.root_path,
+        allowed_paths=[str(ASSETS)],
+        show_error=True,
+        css=CSS,
+        run_history=False,  # it would keep a typed fal key in the browser's storage
+        max_file_size=config.max_download_bytes,
+    )
+    # Gradio refuses file inputs that were not uploaded through the page only once the app
+    # "has launched" (processing_utils._check_allowed); launch() sets it, mounting does not.
+    page.has_launched = True
+    print(f"* Running on http://{config.host}:{config.port} (API: /fal-ai/svd, docs: /docs)")
+    uvicorn.run(
+        server, host=config.host, port=config.port, root_path=config.root_path or "",
+        log_level="warning",
+    )  # fmt: skip
+
+
+def _preload(backend: Backend) -> None:
+    try:
+        backend.warm_up()
+    except Exception as e:  # shown again, clearly, by the first generation
+        print(f"model not loaded: {e}")

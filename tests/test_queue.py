@@ -1,0 +1,117 @@
+"""The one durable queue: it survives a kill -9, shares positions between the page and the
+API, and feeds one worker per device."""
+
+import base64
+import io
+import signal
+import time
+
+import httpx
+from gradio_client import Client, handle_file
+
+from .conftest import make_picture
+from .live import start_app, stop_app
+
+SMALL = {"width": 128, "height": 64, "num_frames": 2}
+LONG = {**SMALL, "steps": 100}  # a few seconds on tiny: long enough to catch it running
+
+
+def status(client: httpx.Client, url: str, request_id: str) -> dict:
+    r = client.get(f"{url}/queue/fal-ai/svd/requests/{request_id}/status", params={"logs": 1})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_for(client, url, request_id, wanted: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = status(client, url, request_id)
+        if body["status"] == wanted:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{request_id} never reached {wanted}: {body}")
+
+
+def picture_data_uri() -> str:
+    buf = io.BytesIO()
+    make_picture().save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def submit(client, url, **fields) -> str:
+    body = {"image_url": picture_data_uri(), **fields}
+    r = client.post(f"{url}/queue/fal-ai/svd", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()["request_id"]
+
+
+def test_a_kill_mid_run_leaves_a_clear_status_and_the_queued_request_runs(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    proc, url = start_app(out)
+    with httpx.Client(timeout=30) as client:
+        running = submit(client, url, seed=1, **LONG)
+        wait_for(client, url, running, "IN_PROGRESS")
+        queued = submit(client, url, seed=2, steps=2, **SMALL)
+        assert status(client, url, queued)["queue_position"] == 0
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc, url = start_app(out)
+        try:
+            gone = status(client, url, running)
+            assert gone["status"] == "COMPLETED" and "interrupted by a restart" in gone["error"]
+            result = client.get(f"{url}/queue/fal-ai/svd/requests/{running}")
+            assert result.status_code == 500 and "restart" in result.json()["detail"]
+            done = wait_for(client, url, queued, "COMPLETED")
+            assert "error" not in done
+            video = client.get(f"{url}/queue/fal-ai/svd/requests/{queued}").json()
+            assert video["seed"] == 2 and client.get(video["image"]["url"]).status_code == 200
+            assert client.get(f"{url}/queue/fal-ai/svd/requests/nope/status").status_code == 404
+        finally:
+            stop_app(proc)
+
+
+def test_page_and_api_share_one_queue_and_positions_go_down(tmp_path, picture_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    proc, url = start_app(out)
+    try:
+        page = Client(url, verbose=False)
+        from .test_ui import DEFAULTS
+
+        fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "1", "steps": 60}
+        fields.update(num_frames=2, width=128, height=64)
+        run = page.submit(**fields, api_name="/generate")
+        with httpx.Client(timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while not (run.status().progress_data or []) and time.monotonic() < deadline:
+                time.sleep(0.1)  # the page's run is on the worker
+            first = submit(client, url, seed=2, steps=1, **SMALL)
+            second = submit(client, url, seed=3, steps=1, **SMALL)
+            assert status(client, url, first)["queue_position"] == 0
+            assert status(client, url, second)["queue_position"] == 1
+            wait_for(client, url, first, "COMPLETED")
+            assert run.done()  # the page's run went first
+            wait_for(client, url, second, "COMPLETED")
+        assert run.result(timeout=10)[1] == "1"
+    finally:
+        stop_app(proc)
+
+
+def test_two_workers_run_two_requests_at_once(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    proc, url = start_app(out, env={"SVD_DEVICES": "cpu,cpu"})
+    try:
+        with httpx.Client(timeout=30) as client:
+            ids = [submit(client, url, seed=i, **LONG) for i in (1, 2)]
+            deadline, both = time.monotonic() + 120, False
+            while not both and time.monotonic() < deadline:
+                both = all(status(client, url, i)["status"] == "IN_PROGRESS" for i in ids)
+                time.sleep(0.1)
+            assert both, "the second request waited for the first"
+            for i in ids:
+                wait_for(client, url, i, "COMPLETED", timeout=240)
+                assert client.get(f"{url}/queue/fal-ai/svd/requests/{i}").status_code == 200
+    finally:
+        stop_app(proc)
