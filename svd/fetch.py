@@ -177,7 +177,8 @@ def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
                     raise InputError(field, f"a redirect without a Location from {url}")
                 url = urljoin(url, location)
                 if urlparse(url).scheme not in ("http", "https"):
-                    raise InputError(field, f"redirected to a non-http URL: {url}")
+                    shown = shorten_data_uri(url, 40)
+                    raise InputError(field, f"redirected to something not http(s): {shown}")
             else:
                 raise InputError(field, f"more than {MAX_REDIRECTS} redirects")
             try:
@@ -186,6 +187,8 @@ def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
                 r.close()
     except httpx.TimeoutException:
         raise InputError(field, f"fetching {url} took longer than {timeout:g} s") from None
+    except httpx.InvalidURL:  # httpx reads a redirect's Location before we see it
+        raise InputError(field, f"{url} redirected to something not http(s)") from None
     except httpx.HTTPError as e:
         raise InputError(field, f"could not fetch {url}: {e}") from None
 

@@ -87,6 +87,16 @@ class OutputStore:
             log.warning("could not save run %s in %s: %s", run_id, self.root, e)
             raise BackendError(f"could not save the video: {_why(e)}") from None
 
+    def prune(self, keep: int | None) -> int:
+        """Remove the oldest runs (video, record, kept inputs) beyond `keep` videos
+        (SVD_MAX_OUTPUTS); returns how many went."""
+        if not keep:
+            return 0
+        ids = sorted(p.name.split(".")[0] for p in self.root.glob("*.json"))
+        for run_id in ids[: max(0, len(ids) - keep)]:
+            self.discard(run_id)
+        return max(0, len(ids) - keep)
+
     def discard(self, run_id: str) -> None:
         """Remove what a run that failed half-way left behind."""
         for path in self.root.glob(f"{run_id}*"):

@@ -19,6 +19,7 @@ from svd.fetch import is_http, read_url
 from svd.media import read_video, write_video
 from svd.post import finish
 from svd.schema import EXTRA_FIELDS, URL_FIELDS, SVDInput, SVDOutput
+from svd.settings import settings
 
 if TYPE_CHECKING:
     from svd.backends.base import Backend
@@ -101,6 +102,7 @@ def store(
             run_id, video, inp, rendered.seed, backend=backend.name, **rendered.facts,
             timings={k: round(v, 3) for k, v in timings.items()},
         )  # fmt: skip
+    out.prune(settings().max_outputs)
     return SVDOutput(image=file, seed=rendered.seed)
 
 

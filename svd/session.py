@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -74,6 +75,30 @@ def local_path(url: str) -> str:
     return servable(str(file_path(url)) if url.startswith("file:") else url)
 
 
+def scratch(kind: str) -> Path:
+    """The page's own temporary folder for `kind` (masks, depth, shown), swept daily."""
+    folder = Path(tempfile.gettempdir()) / "svd-studio" / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+_swept = [0.0]
+
+
+def sweep_scratch(max_age: float = 86400, every: float = 3600) -> None:
+    """Remove the page's temporary files older than `max_age`, at most once per `every`."""
+    now = time.time()
+    if now - _swept[0] < every:
+        return
+    _swept[0] = now
+    for path in (Path(tempfile.gettempdir()) / "svd-studio").rglob("*"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime > max_age:
+                path.unlink()
+        except OSError:  # removed meanwhile
+            pass
+
+
 def servable(path: str | None) -> str | None:
     """A kept file the page can hand to Gradio. Gradio takes files from the working and temp
     folders only; the output folder is never served whole (it holds records and inputs), so a
@@ -83,8 +108,7 @@ def servable(path: str | None) -> str | None:
     source = Path(path).resolve()
     if any(source.is_relative_to(Path(p).resolve()) for p in (os.getcwd(), tempfile.gettempdir())):
         return str(source)
-    shown = Path(tempfile.gettempdir()) / "svd-shown" / source.name
-    shown.parent.mkdir(exist_ok=True)
+    shown = scratch("shown") / source.name
     if not shown.exists():
         try:
             os.link(source, shown)

@@ -26,7 +26,9 @@ from svd.session import (
     parse_seed,
     progress_line,
     request_json,
+    scratch,
     servable,
+    sweep_scratch,
 )
 from svd.settings import settings
 
@@ -84,7 +86,7 @@ def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
     """The page; runs go through `jobs`, the queue the HTTP API shares. Endpoint: `generate`."""
     backend = backends.default
     store = backend.store
-    mask_dir = Path(tempfile.mkdtemp(prefix="svd-masks-"))
+    mask_dir = scratch("masks")
 
     def preview(strokes, mask_file):
         path = mask_from_page(strokes, mask_file, mask_dir)
@@ -167,7 +169,7 @@ def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
             archive = video_to_depth_archive(video, backend.depth_model)
         except (InputError, BackendError) as e:
             raise gr.Error(html.escape(str(e))) from None
-        path = Path(tempfile.mkdtemp(prefix="svd-depth-")) / "depth-maps.zip"
+        path = Path(tempfile.mkdtemp(dir=scratch("depth"))) / "depth-maps.zip"
         path.write_bytes(archive)
         return str(path)
 
@@ -183,6 +185,7 @@ def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
             gr.Info("Nothing is running.")
 
     def shown(mine):
+        sweep_scratch()
         if settings().history == "all":
             records = history.entries(store)
         else:
@@ -207,7 +210,8 @@ def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
             s["backend"] = backend.name
         return {component: s[key] for key, component in refill.items()}
 
-    with gr.Blocks(title=TITLE) as app:
+    # Gradio's copies of uploads and shown files go after a day (checked hourly).
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as app:
         gr.Markdown(f"# {TITLE}\nAnimate a picture with Stable Video Diffusion.")
         status = gr.Markdown(backend.status(), elem_id="status")
         with gr.Row():

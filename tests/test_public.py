@@ -276,3 +276,85 @@ def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(monkeypatch, t
         FalBackend(output_dir=tmp_path, timeout=2).generate(SVDInput(image_url=picture_uri()))
     assert time.monotonic() - started < 20  # fal-client alone retried for over 200 s
     silent.close()
+
+
+def test_an_unreadable_upload_shows_no_server_path(public_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from .test_ui import DEFAULTS
+
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"this is not a picture")
+    with pytest.raises(Exception) as e:
+        Client(public_app[0], verbose=False).predict(
+            **{**DEFAULTS, "image": handle_file(str(fake)), "seed": "1", "steps": 1},
+            api_name="/generate",
+        )
+    said = str(e.value)
+    assert "/tmp" not in said and str(public_app[2]) not in said and "holiday" not in said
+
+
+def test_a_redirect_to_a_data_uri_is_a_clear_input_error(monkeypatch):
+    import http.server
+    import threading
+
+    from svd.errors import InputError
+    from svd.fetch import read_url
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", "data:image/png;base64," + "A" * 5000)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", "1")
+    with pytest.raises(InputError, match="image_url: .* redirected to something not http") as e:
+        read_url(f"http://127.0.0.1:{server.server_port}/p.png", "image_url")
+    assert len(str(e.value)) < 200
+    server.shutdown()
+
+
+def test_the_oldest_videos_go_past_max_outputs(tmp_path, monkeypatch, picture_path):
+    from svd.backends.local import LocalBackend
+    from svd.backends.tiny import build_tiny_pipeline
+    from svd.schema import SVDInput
+
+    from .conftest import SMALL
+
+    monkeypatch.setenv("SVD_MAX_OUTPUTS", "2")
+    backend = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path)
+    names = [
+        backend.generate(SVDInput(image_url=picture_path, seed=i, **SMALL)).image.file_name
+        for i in range(3)
+    ]
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == sorted(names[1:])
+    assert not list(tmp_path.glob(f"{names[0].split('.')[0]}*"))  # record and inputs too
+
+
+def test_half_written_files_are_swept_at_start(tmp_path):
+    out = tmp_path / "outputs"
+    out.mkdir()
+    (out / "20260101-000000-000000-0123456789abcdef.mp4.part").write_bytes(b"half")
+    proc, url = start_app(out)
+    try:
+        assert not list(out.glob("*.part"))
+    finally:
+        stop_app(proc)
+
+
+def test_zero_gpu_budget_follows_the_work_and_fal_holds_no_gpu(tmp_path):
+    from svd.backends.fal import FalBackend
+    from svd.schema import SVDInput
+    from svd.session import gpu_seconds
+
+    small = SVDInput(image_url="x", steps=10, num_frames=14, width=512, height=320)
+    assert gpu_seconds(None, SVDInput(image_url="x", steps=10, extend=2)) > 2.5 * (
+        gpu_seconds(None, SVDInput(image_url="x", steps=10)) - 30
+    )
+    assert gpu_seconds(None, small) < gpu_seconds(None, SVDInput(image_url="x", steps=10))
+    assert FalBackend(output_dir=tmp_path).needs_gpu is False
