@@ -80,106 +80,125 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def jobs_of(request: Request) -> JobQueue:
+    return request.app.state.jobs
+
+
+def public(request: Request, job: Job) -> dict:
+    """The job's output with its file:// URL turned into one served here."""
+    out = dict(job.output)
+    path = file_path(out["image"]["url"])
+    url = str(request.url_for("output_file", name=path.name))
+    return {**out, "image": {**out["image"], "url": url}}
+
+
+def result(request: Request, job: Job) -> JSONResponse:
+    if job.error is not None:
+        return JSONResponse({"detail": job.error.detail}, status_code=job.error.status)
+    return JSONResponse(public(request, job))
+
+
+def submit(inp: SVDInput, request: Request) -> Job:
+    try:
+        return jobs_of(request).submit(
+            inp, address=client_address(request), limited=not has_key(request)
+        )
+    except QueueFull as e:
+        raise HTTPException(429, str(e)) from None
+
+
+def job_or_404(request: Request, request_id: str) -> Job:
+    job = jobs_of(request).get(request_id)
+    if job is None:
+        raise HTTPException(404, f"Request {request_id} not found")
+    return job
+
+
+def urls(request: Request, job: Job) -> dict:
+    base = str(request.url_for("request_result", request_id=job.id))
+    return {
+        "request_id": job.id,
+        "response_url": base,
+        "status_url": base + "/status",
+        "cancel_url": base + "/cancel",
+    }
+
+
+router = APIRouter(dependencies=[Depends(check_key)], tags=["fal-ai/svd"])
+files = APIRouter()
+
+
+@router.post(
+    f"/{APP_ID}", response_model=SVDOutput, summary="Run and wait for the video",
+    openapi_extra={"requestBody": FAL_BODY},
+)  # fmt: skip
+async def run_and_wait(request: Request):
+    job = submit(await read_input(request), request)
+    loop, finished = asyncio.get_running_loop(), asyncio.Event()
+    job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
+    while not job.done.is_set():  # waits without holding a thread
+        try:
+            await asyncio.wait_for(finished.wait(), timeout=0.5)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                jobs_of(request).cancel(job)  # nobody is left to take the video
+                return JSONResponse({"detail": "client went away"}, status_code=499)
+    return result(request, job)
+
+
+@router.post(f"/queue/{APP_ID}", summary="Queue a request", openapi_extra={"requestBody": FAL_BODY})
+async def queue_submit(request: Request):
+    job = submit(await read_input(request), request)
+    position = jobs_of(request).position(job)  # as fal does: a new request is IN_QUEUE
+    return {**urls(request, job), "status": "IN_QUEUE", "queue_position": position}
+
+
+@router.get(f"/queue/{APP_ID}/requests/{{request_id}}/status", summary="A request's status")
+def queue_status(request_id: str, request: Request, logs: str | None = None):
+    job = job_or_404(request, request_id)
+    body = {**urls(request, job), "status": job.status, "logs": None}
+    if logs not in (None, "", "0", "false", "False"):
+        body["logs"] = list(job.logs)
+    if job.status == "IN_QUEUE":
+        body["queue_position"] = jobs_of(request).position(job)
+    if job.status == "COMPLETED":
+        body["metrics"] = {"inference_time": job.inference_time}
+        if job.error is not None:
+            detail = job.error.detail
+            body["error"] = detail if isinstance(detail, str) else "invalid input"
+    return body
+
+
+@router.get(f"/queue/{APP_ID}/requests/{{request_id}}", summary="A request's result")
+def request_result(request_id: str, request: Request):
+    job = job_or_404(request, request_id)
+    if not job.done.is_set():
+        return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
+    return result(request, job)
+
+
+@router.put(f"/queue/{APP_ID}/requests/{{request_id}}/cancel", summary="Cancel a request")
+def queue_cancel(request_id: str, request: Request):
+    if jobs_of(request).cancel(job_or_404(request, request_id)):
+        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
+    return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+
+
+@files.get("/outputs/{name}", include_in_schema=False, name="output_file")
+def output_file(name: str, request: Request):
+    """A finished video, by its unguessable name; nothing else of the output folder."""
+    path = request.app.state.output_dir / name
+    is_video = path.suffix in CONTENT_TYPES and not name.endswith(".part")
+    if not SAFE_NAME.match(name) or not is_video or not path.is_file():
+        raise HTTPException(404, "No such file")
+    kind = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+    return FileResponse(path, media_type=kind)  # answers byte ranges, for seeking
+
+
 def build_api(jobs: JobQueue, output_dir: str | Path) -> FastAPI:
     """A FastAPI app with the fal routes over `jobs`; mount the page on it afterwards."""
-    output_dir = Path(output_dir).resolve()
     api = FastAPI(title="SVD Studio API", description="fal-ai/svd, self-hosted.")
-    router = APIRouter(dependencies=[Depends(check_key)], tags=["fal-ai/svd"])
-
-    def public(request: Request, job: Job) -> dict:
-        """The job's output with its file:// URL turned into one served here."""
-        out = dict(job.output)
-        path = file_path(out["image"]["url"])
-        url = str(request.url_for("output_file", name=path.name))
-        return {**out, "image": {**out["image"], "url": url}}
-
-    def result(request: Request, job: Job) -> JSONResponse:
-        if job.error is not None:
-            return JSONResponse({"detail": job.error.detail}, status_code=job.error.status)
-        return JSONResponse(public(request, job))
-
-    def submit(inp: SVDInput, request: Request) -> Job:
-        try:
-            return jobs.submit(inp, address=client_address(request), limited=not has_key(request))
-        except QueueFull as e:
-            raise HTTPException(429, str(e)) from None
-
-    def job_or_404(request_id: str) -> Job:
-        job = jobs.get(request_id)
-        if job is None:
-            raise HTTPException(404, f"Request {request_id} not found")
-        return job
-
-    def urls(request: Request, job: Job) -> dict:
-        base = str(request.url_for("request_result", request_id=job.id))
-        return {
-            "request_id": job.id,
-            "response_url": base,
-            "status_url": base + "/status",
-            "cancel_url": base + "/cancel",
-        }
-
-    @router.post(
-        f"/{APP_ID}", response_model=SVDOutput, summary="Run and wait for the video",
-        openapi_extra={"requestBody": FAL_BODY},
-    )  # fmt: skip
-    async def run_and_wait(request: Request):
-        job = submit(await read_input(request), request)
-        loop, finished = asyncio.get_running_loop(), asyncio.Event()
-        job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
-        while not job.done.is_set():  # waits without holding a thread
-            try:
-                await asyncio.wait_for(finished.wait(), timeout=0.5)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    jobs.cancel(job)  # nobody is left to take the video
-                    return JSONResponse({"detail": "client went away"}, status_code=499)
-        return result(request, job)
-
-    @router.post(
-        f"/queue/{APP_ID}", summary="Queue a request", openapi_extra={"requestBody": FAL_BODY}
-    )
-    async def queue_submit(request: Request):
-        job = submit(await read_input(request), request)
-        return {**urls(request, job), "status": job.status, "queue_position": jobs.position(job)}
-
-    @router.get(f"/queue/{APP_ID}/requests/{{request_id}}/status", summary="A request's status")
-    def queue_status(request_id: str, request: Request, logs: str | None = None):
-        job = job_or_404(request_id)
-        body = {**urls(request, job), "status": job.status, "logs": None}
-        if logs not in (None, "", "0", "false", "False"):
-            body["logs"] = list(job.logs)
-        if job.status == "IN_QUEUE":
-            body["queue_position"] = jobs.position(job)
-        if job.status == "COMPLETED":
-            body["metrics"] = {"inference_time": job.inference_time}
-            if job.error is not None:
-                detail = job.error.detail
-                body["error"] = detail if isinstance(detail, str) else "invalid input"
-        return body
-
-    @router.get(f"/queue/{APP_ID}/requests/{{request_id}}", summary="A request's result")
-    def request_result(request_id: str, request: Request):
-        job = job_or_404(request_id)
-        if not job.done.is_set():
-            return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
-        return result(request, job)
-
-    @router.put(f"/queue/{APP_ID}/requests/{{request_id}}/cancel", summary="Cancel a request")
-    def queue_cancel(request_id: str):
-        if jobs.cancel(job_or_404(request_id)):
-            return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
-        return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
-
-    @api.get("/outputs/{name}", include_in_schema=False, name="output_file")
-    def output_file(name: str):
-        path = output_dir / name
-        is_video = path.suffix in CONTENT_TYPES and not name.endswith(".part")
-        if not SAFE_NAME.match(name) or not is_video or not path.is_file():
-            raise HTTPException(404, "No such file")
-        kind = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
-        return FileResponse(path, media_type=kind)  # answers byte ranges, for seeking
-
+    api.state.jobs, api.state.output_dir = jobs, Path(output_dir).resolve()
     api.include_router(router)
-    api.state.jobs = jobs
+    api.include_router(files)
     return api
