@@ -235,17 +235,17 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path):
         fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "4", "steps": 20}
         # The app runs locally (no FAL_KEY); this session picks fal and types its key.
         video, seed, _, status = client.predict(
-            **{**fields, "backend_name": "fal", "fal_key": "good-key"}, api_name="/generate"
+            **{**fields, "backend": "fal", "fal_key": "good-key"}, api_name="/generate"
         )
         assert seed == "4" and "fal" in status
         assert read_video(video["video"] if isinstance(video, dict) else video)[0].shape[0] == 4
         assert fal.requests[-1].body["seed"] == 4
         with pytest.raises(Exception, match="fal rejected the API key"):
             client.predict(
-                **{**fields, "backend_name": "fal", "fal_key": "bad"}, api_name="/generate"
+                **{**fields, "backend": "fal", "fal_key": "bad"}, api_name="/generate"
             )
         with pytest.raises(Exception, match="FAL_KEY"):
-            client.predict(**{**fields, "backend_name": "fal"}, api_name="/generate")
+            client.predict(**{**fields, "backend": "fal"}, api_name="/generate")
         _, _, _, status = client.predict(**fields, api_name="/generate")  # local still works
         assert "tiny" in status
         assert "bad" not in (out_dir.parent / f"app-{url.rsplit(':', 1)[1]}.log").read_text()

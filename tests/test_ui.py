@@ -21,11 +21,11 @@ DEFAULTS = {
     "control_scale": 1.0,
     "resize_mode": "crop",
     "loop": "none",
-    "between": 0,
+    "interpolate": 0,
     "extend": 0,
     "cache_interval": 1,
     "output_format": "mp4",
-    "backend_name": "local",
+    "backend": "local",
     "fal_key": "",
 }
 
