@@ -50,6 +50,16 @@ def skip_levels(unet: UNetSpatioTemporalConditionModel) -> list[int]:
     return levels
 
 
+def up_block_slices(unet: UNetSpatioTemporalConditionModel) -> list[slice]:
+    """Which of the down blocks' skips each up block takes, in up-block order."""
+    slices, end = [], sum(len(block.resnets) for block in unet.up_blocks)
+    # diffusers internal: the UNet hands its skips to the up blocks from the end, by `resnets`.
+    for block in unet.up_blocks:
+        slices.append(slice(end - len(block.resnets), end))
+        end -= len(block.resnets)
+    return slices
+
+
 @contextmanager
 def depth_control(
     unet: UNetSpatioTemporalConditionModel,
@@ -62,13 +72,8 @@ def depth_control(
     On a step that reuses deep features (`svd.reuse`) only the last up block runs, so the
     ControlNet runs only as deep as that block's skips.
     """
-    multipliers, levels = skip_multipliers(unet), skip_levels(unet)
-    slices, end = [], len(multipliers)
-    # diffusers internal: the UNet hands its skips to the up blocks from the end, by `resnets`.
-    for block in unet.up_blocks:
-        slices.append(slice(end - len(block.resnets), end))
-        end -= len(block.resnets)
-    shallow = max(levels[slices[-1]])
+    multipliers, slices = skip_multipliers(unet), up_block_slices(unet)
+    shallow = max(skip_levels(unet)[slices[-1]])
     state: dict = {}
 
     def before_unet(module, args, kwargs):
