@@ -241,9 +241,7 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path):
         assert read_video(video["video"] if isinstance(video, dict) else video)[0].shape[0] == 4
         assert fal.requests[-1].body["seed"] == 4
         with pytest.raises(Exception, match="fal rejected the API key"):
-            client.predict(
-                **{**fields, "backend": "fal", "fal_key": "bad"}, api_name="/generate"
-            )
+            client.predict(**{**fields, "backend": "fal", "fal_key": "bad"}, api_name="/generate")
         with pytest.raises(Exception, match="FAL_KEY"):
             client.predict(**{**fields, "backend": "fal"}, api_name="/generate")
         _, _, _, status = client.predict(**fields, api_name="/generate")  # local still works

@@ -22,7 +22,7 @@ def public_app(tmp_path_factory):
     out.mkdir()
     cache.mkdir()
     env = {"SVD_API_KEY": SECRET, "FAL_KEY": f"{SECRET}-fal", "GRADIO_TEMP_DIR": str(cache),
-           "SVD_BACKEND": "local"}  # fmt: skip
+           "SVD_BACKEND": "local", "SVD_MAX_DOWNLOAD_MB": "2"}  # fmt: skip
     proc, url = start_app(out, env=env)
     yield url, out, cache
     stop_app(proc)
@@ -358,3 +358,41 @@ def test_zero_gpu_budget_follows_the_work_and_fal_holds_no_gpu(tmp_path):
     )
     assert gpu_seconds(None, small) < gpu_seconds(None, SVDInput(image_url="x", steps=10))
     assert FalBackend(output_dir=tmp_path).needs_gpu is False
+
+
+def test_uploads_are_bounded_and_no_key_is_kept_in_the_browser(public_app):
+    url = public_app[0]
+    big = {"files": ("big.png", b"\x89PNG" + b"0" * (3 * 1024 * 1024), "image/png")}
+    r = httpx.post(f"{url}/gradio_api/upload", files=big, timeout=30)
+    assert r.status_code == 413
+    small = {"files": ("small.png", b"\x89PNG" + b"0" * 1024, "image/png")}
+    assert httpx.post(f"{url}/gradio_api/upload", files=small, timeout=30).status_code == 200
+    assert httpx.get(f"{url}/config", timeout=10).json()["run_history"] is False
+
+
+def test_one_depth_map_is_refused_before_a_run_and_in_the_preview(tmp_path):
+    from svd.archive import maps_for_a_video
+    from svd.errors import InputError
+    from svd.session import maps_preview
+
+    from .test_archive import make_zip, png
+
+    one = make_zip({"1.png": png(10)})
+    with pytest.raises(InputError, match="control_maps_data_url: the archive holds 1 map"):
+        maps_for_a_video(one)
+    (tmp_path / "one.zip").write_bytes(one)
+    assert maps_preview(str(tmp_path / "one.zip"))[1].startswith("⚠️ control_maps_data_url")
+
+
+def test_archive_names_reach_the_page_as_text_not_html(tmp_path):
+    from svd.session import maps_preview
+
+    from .test_archive import make_zip, png
+
+    hostile = "<img src=x onerror=alert(1)>"
+    path = tmp_path / "maps.zip"
+    path.write_bytes(make_zip({f"1{hostile}.png": png(10), "2.png": png(20)}))
+    info = maps_preview(str(path))[1]
+    assert "<img" not in info and "&lt;img" in info
+    path.write_bytes(make_zip({f"1{hostile}.png": b"not a png", "2.png": png(20)}))
+    assert "<img" not in maps_preview(str(path))[1]
