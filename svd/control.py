@@ -88,8 +88,7 @@ def depth_control(
             conditioning_scale=scale,
             levels=shallow if getattr(module, "reusing_features", False) else None,
         )
-        state["down"] = [r * m for r, m in zip(down, multipliers, strict=False)]
-        state["mid"] = mid
+        state.update(down=[r * m for r, m in zip(down, multipliers, strict=False)], mid=mid)
 
     def before_up_block(index):
         def hook(module, args, kwargs):

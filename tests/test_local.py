@@ -131,12 +131,20 @@ def test_default_model_falls_back_to_tiny_and_says_so(tmp_path, picture_path, mo
     assert frames.shape[0] == 6 and out.seed == 1
 
 
-def test_control_maps_are_refused_clearly(tiny_backend, picture_path):
-    with pytest.raises(InputError) as e:
-        tiny_backend.generate(
-            SVDInput(image_url=picture_path, control_maps_data_url="maps.zip", **SMALL)
-        )
+def test_a_missing_depth_archive_names_its_field(tiny_backend, picture_path, tmp_path):
+    missing = str(tmp_path / "maps.zip")
+    with pytest.raises(InputError, match="control_maps_data_url: no such file") as e:
+        tiny_backend.generate(SVDInput(image_url=picture_path, control_maps_data_url=missing))
     assert e.value.field == "control_maps_data_url"
+
+
+def test_an_option_a_backend_does_not_take_is_an_error(tmp_path):
+    from svd.backends import get_backend
+
+    with pytest.raises(ValueError, match="the local backend takes no option endpont"):
+        get_backend("local", output_dir=tmp_path, endpont="fal-ai/svd")
+    with pytest.raises(ValueError, match="the fal backend takes no option model"):
+        get_backend("fal", output_dir=tmp_path, model="tiny")
 
 
 def test_low_memory_mode_gives_the_same_video(tmp_path, picture_path):

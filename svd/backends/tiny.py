@@ -18,6 +18,16 @@ TINY_SIZE = (256, 128)  # width, height: its default video size, quick on a CPU
 TINY_FRAMES = 14
 
 
+# The scheduler of stabilityai/stable-video-diffusion-img2vid-xt.
+XT_SCHEDULER = {
+    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "interpolation_type": "linear", "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction", "sigma_max": 700.0, "sigma_min": 0.002,
+    "steps_offset": 1, "timestep_spacing": "leading", "timestep_type": "continuous",
+    "use_karras_sigmas": True,
+}  # fmt: skip
+
+
 def build_tiny_pipeline(seed: int = 0) -> StableVideoDiffusionPipeline:
     """Build the tiny SVD on the CPU in float32; the same weights on every machine."""
     torch.manual_seed(seed)
@@ -57,21 +67,7 @@ def build_tiny_pipeline(seed: int = 0) -> StableVideoDiffusionPipeline:
             patch_size=32,
         )
     )
-    # The scheduler of stabilityai/stable-video-diffusion-img2vid-xt.
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        interpolation_type="linear",
-        num_train_timesteps=1000,
-        prediction_type="v_prediction",
-        sigma_max=700.0,
-        sigma_min=0.002,
-        steps_offset=1,
-        timestep_spacing="leading",
-        timestep_type="continuous",
-        use_karras_sigmas=True,
-    )
+    scheduler = EulerDiscreteScheduler(**XT_SCHEDULER)
     pipe = StableVideoDiffusionPipeline(
         vae=vae,
         image_encoder=image_encoder,
