@@ -172,7 +172,7 @@ def queue_status(request_id: str, request: Request, logs: str | None = None):
 @router.get(f"/queue/{APP_ID}/requests/{{request_id}}", summary="A request's result")
 def request_result(request_id: str, request: Request):
     job = job_or_404(request, request_id)
-    if not job.done.is_set():
+    if job.status != "COMPLETED":  # set once the output or error is in place
         return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
     return result(request, job)
 

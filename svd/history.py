@@ -27,14 +27,19 @@ def _key(store: OutputStore) -> bytes:
     """The server's secret for tokens, kept in the output folder so it outlives restarts."""
     path = store.root / KEY_FILE
     try:
-        return bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(path.read_text().strip())
+        if len(key) == 32:
+            return key
     except (OSError, ValueError):
-        store.root.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key.hex())
-        return key
+        pass
+    store.root.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    tmp = path.with_name(f"{KEY_FILE}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+    os.replace(tmp, path)  # whole or not at all
+    return key
 
 
 def token(store: OutputStore, run_id: str) -> str:

@@ -9,6 +9,7 @@ error. Run by one worker per backend (one backend per device, `SVD_DEVICES`).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -22,6 +23,7 @@ from svd.backends import Backend, Event, Queued, describe
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput
 
+log = logging.getLogger(__name__)
 MAX_KEPT = 1000  # finished requests kept for their results
 RESTARTED = "interrupted by a restart; send the request again"
 CANCELLED = "Request was cancelled"
@@ -128,6 +130,9 @@ class JobQueue:
             job.backend = backend
             job.seq = self._insert(job)
             self._remember(job)
+            if backend is not None and not backend.needs_gpu:  # a visitor's own fal run:
+                threading.Thread(target=self._start, args=(job, backend), daemon=True).start()
+                return job  # it holds no device, so it waits for no worker
             self._pending.append(job)
             self._lock.notify()
         return job
@@ -179,9 +184,17 @@ class JobQueue:
                 while not self._pending:
                     self._lock.wait()
                 job = self._pending.pop(0)
-                job.status, job.started = "IN_PROGRESS", time.time()
+            self._start(job, backend)
+
+    def _start(self, job: Job, backend: Backend) -> None:
+        job.status, job.started = "IN_PROGRESS", time.time()
+        try:
             self._save(job, "status", "started")
             self._run(job, job.backend or backend)
+        except Exception:  # the database failed (a full disk): the worker goes on
+            log.exception("request %s could not be recorded", job.id)
+            if not job.done.is_set():
+                self._finish(job, error=Failure(500, "the server could not record the run"))
 
     def _run(self, job: Job, backend: Backend) -> None:
         def on_event(event: Event) -> None:
@@ -201,20 +214,24 @@ class JobQueue:
         except BackendError as e:
             self._finish(job, error=Failure(500, str(e)))
         except Exception as e:  # the queue keeps serving whatever one request does
-            self._finish(job, error=Failure(500, f"generation failed: {type(e).__name__}: {e}"))
+            log.exception("request %s failed", job.id)  # the details stay in the server's log
+            self._finish(job, error=Failure(500, f"generation failed ({type(e).__name__})"))
         else:
             self._finish(job, output=out.model_dump())
 
     def _finish(self, job: Job, output: dict | None = None, error: Failure | None = None) -> None:
         job.output, job.error, job.finished = output, error, time.time()
         job.inp = job.backend = None  # a data: URI can be large; the record keeps what matters
+        job.events = job.events[-1:]  # the last one is all the page still reads
         if error is not None:
             job.log(f"error: {error.detail}")
         job.status = "COMPLETED"
-        self._save(job, "status", "output", "error", "logs", "finished", "input")
-        job.done.set()
-        for callback in job.on_done:
-            callback()
+        try:
+            self._save(job, "status", "output", "error", "logs", "finished", "input")
+        finally:  # whoever waits is told, even if the database failed
+            job.done.set()
+            for callback in job.on_done:
+                callback()
 
     def _check_limits(self, session: str, address: str) -> None:
         live = [j for j in self._jobs.values() if not j.done.is_set()]
@@ -237,7 +254,10 @@ class JobQueue:
         requests (their visitor is gone); queued API requests run again."""
         now = time.time()
         for row in self._query("SELECT * FROM requests WHERE status != 'COMPLETED' ORDER BY seq"):
-            job = _from_row(row)
+            try:
+                job = _from_row(row)
+            except ValueError:  # its input no longer validates: it ends like the others
+                job = _from_row({**row, "input": None})
             if job.status == "IN_QUEUE" and job.surface == "api" and job.inp is not None:
                 self._remember(job)
                 self._pending.append(job)
@@ -254,11 +274,14 @@ class JobQueue:
 
     def _remember(self, job: Job) -> None:
         self._jobs[job.id] = job
-        while len(self._jobs) > MAX_KEPT:
-            oldest = next(iter(self._jobs.values()))
-            if not oldest.done.is_set():
-                break
-            self._jobs.popitem(last=False)
+        if len(self._jobs) > MAX_KEPT:  # finished ones go, oldest first; the database keeps them
+            done = [i for i, j in self._jobs.items() if j.done.is_set()]
+            for old in done[: len(self._jobs) - MAX_KEPT]:
+                del self._jobs[old]
+            self._execute(
+                "DELETE FROM requests WHERE status = 'COMPLETED' AND seq < ?",
+                (job.seq - 10 * MAX_KEPT,),
+            )
 
     def _insert(self, job: Job) -> int:
         cursor = self._execute(

@@ -95,9 +95,8 @@ def store(
             out.save_image(run_id, name, image)
         if prepared.made_maps is not None:
             out.save_bytes(run_id, "depth.zip", prepared.made_maps)
-        timings = {**timings, **rendered.timings}
         timings["write_s"] = time.perf_counter() - started
-        timings["total_s"] = sum(timings.values())
+        timings = {**timings, **rendered.timings, "total_s": sum(timings.values())}
         file = out.record(
             run_id, video, inp, rendered.seed, backend=backend.name, **rendered.facts,
             timings={k: round(v, 3) for k, v in timings.items()},
@@ -129,4 +128,8 @@ def run(backend: Backend, inp: SVDInput, on_event: EventHandler | None = None) -
     ready = time.perf_counter()
     rendered = backend.render(prepared, on_event)
     timings = {"inputs_s": ready - started, "render_s": time.perf_counter() - ready}
-    return store(backend, prepared, rendered, timings, on_event)
+    try:
+        return store(backend, prepared, rendered, timings, on_event)
+    finally:
+        if rendered.video is not None:  # a downloaded file not kept (stopped, failed)
+            rendered.video.unlink(missing_ok=True)

@@ -112,6 +112,8 @@ def servable(path: str | None) -> str | None:
     if not shown.exists():
         try:
             os.link(source, shown)
+        except FileExistsError:  # another page load linked it meanwhile
+            pass
         except OSError:  # another file system
             shutil.copyfile(source, shown)
     return str(shown)

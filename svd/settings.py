@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     history: Literal["own", "all"] = Field(
         "own", description="own: each browser sees its runs; all: the whole output folder"
     )
-    host: str = Field("127.0.0.1", validation_alias=_env("GRADIO_SERVER_NAME", "host"))
-    port: int = Field(7860, validation_alias=_env("GRADIO_SERVER_PORT", "port"))
-    root_path: str | None = Field(None, validation_alias=_env("GRADIO_ROOT_PATH", "root_path"))
+    host: str = Field("127.0.0.1", validation_alias=_env("GRADIO_SERVER_NAME", "SVD_HOST"))
+    port: int = Field(7860, validation_alias=_env("GRADIO_SERVER_PORT", "SVD_PORT"))
+    root_path: str | None = Field(None, validation_alias=_env("GRADIO_ROOT_PATH", "SVD_ROOT_PATH"))
 
     # Limits: every input is bounded before it costs memory
     max_download_mb: int = Field(50, gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -117,11 +118,12 @@ class FalBackend(BackendBase):
         it within SVD_FAL_TIMEOUT, however long fal-client's own retries would take."""
         key, client = self._client()
         handles: list = []  # the request on fal, once submitted
-        deadline = time.monotonic() + self.timeout
-        work = _CALLS.submit(self._remote, prepared, client, handles, on_event, deadline)
+        abandoned = threading.Event()  # set when nobody waits any more: the call stops early
+        work = _CALLS.submit(self._remote, prepared, client, handles, on_event, abandoned)
         try:
             return work.result(timeout=self.timeout)
         except BaseException as e:
+            abandoned.set()
             if handles:  # stopped by the caller, failed or too slow: free fal's worker
                 _cancel_quietly(handles[0])
             if isinstance(e, FutureTimeout):
@@ -131,14 +133,21 @@ class FalBackend(BackendBase):
                 e = BackendError(f"fal: no result after {self.timeout:g} s ({TIMEOUT}); {what}")
             raise _worded(e, key) from None
 
-    def _remote(self, prepared: Prepared, client, handles: list, on_event, deadline) -> Rendered:
+    def _remote(self, prepared: Prepared, client, handles: list, on_event, abandoned) -> Rendered:
         inp, started = prepared.inp, time.perf_counter()
+        deadline = time.monotonic() + self.timeout
+
+        def go_on(stage: str) -> None:
+            if abandoned.is_set():
+                raise BackendError("fal: abandoned (stopped or too slow)")
+            emit(on_event, Stage(stage))
+
         arguments = inp.fal_arguments()
         emit(on_event, Stage("uploading inputs"))
         for field, data in prepared.data.items():
             url = getattr(inp, field) or ""
             arguments[field] = client.upload(data, *_upload_type_and_name(url, data))
-        emit(on_event, Stage("submitting to fal"))
+        go_on("submitting to fal")
         handle = client.submit(self.endpoint, arguments)
         handles.append(handle)
         error = self._follow(handle, on_event, deadline)
@@ -152,7 +161,7 @@ class FalBackend(BackendBase):
         if not isinstance(seed, int):
             raise BackendError("fal returned no seed")
         remote = time.perf_counter()
-        emit(on_event, Stage("downloading video"))
+        go_on("downloading video")
         path = self._download(video["url"], _suffix(video))
         facts = {"model": self.endpoint, "request_id": handle.request_id}
         facts["remote_url"] = video["url"]
