@@ -9,16 +9,21 @@ import secrets
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
+from svd import webhooks
 from svd.errors import InputError
-from svd.fetch import file_path, is_http
+from svd.fetch import is_http
 from svd.jobs import Job, JobQueue, QueueFull
-from svd.outputs import CONTENT_TYPES
+from svd.outputs import CONTENT_TYPES, served
 from svd.schema import URL_FIELDS, SVDInput, SVDOutput, parse_input
 from svd.settings import settings
 
 APP_ID = "fal-ai/svd"
+REQUEST_ID = "X-Fal-Request-Id"
+TIMEOUT_HEADER = "x-fal-request-timeout"
+RETRY_AFTER = "10"  # seconds, on a full queue
+STREAM_POLL = 0.2  # seconds between looks at a request whose status is streamed
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 FAL_BODY = {"content": {"application/json": {"schema": SVDInput.model_json_schema()}}}
 
@@ -84,27 +89,65 @@ def jobs_of(request: Request) -> JobQueue:
     return request.app.state.jobs
 
 
-def public(request: Request, job: Job) -> dict:
-    """The job's output with its file:// URL turned into one served here."""
-    out = dict(job.output)
-    path = file_path(out["image"]["url"])
-    url = str(request.url_for("output_file", name=path.name))
-    return {**out, "image": {**out["image"], "url": url}}
+def files_url(request: Request) -> str:
+    """Where this server serves finished videos, as the caller reached it."""
+    return str(request.url_for("output_file", name="-"))[:-1]
+
+
+def fal_headers(job: Job) -> dict:
+    """fal's headers on an answer about `job`: its id, and the kind of a request error."""
+    headers = {REQUEST_ID: job.id}
+    if job.error is not None and job.error.error_type:
+        headers["X-Fal-Error-Type"] = job.error.error_type
+        if job.error.error_type == "request_timeout":
+            headers["X-Fal-Request-Timeout-Type"] = "user"  # fal-client then retries not
+    return headers
 
 
 def result(request: Request, job: Job) -> JSONResponse:
-    if job.error is not None:
-        return JSONResponse({"detail": job.error.detail}, status_code=job.error.status)
-    return JSONResponse(public(request, job))
+    if job.error is None:
+        return JSONResponse(served(job.output, files_url(request)), headers=fal_headers(job))
+    body = {"detail": job.error.detail}
+    if job.error.error_type:
+        body["error_type"] = job.error.error_type
+    return JSONResponse(body, status_code=job.error.status, headers=fal_headers(job))
 
 
-def submit(inp: SVDInput, request: Request) -> Job:
+def start_timeout(request: Request) -> float | None:
+    """fal's X-Fal-Request-Timeout: seconds the request may wait before it starts."""
+    value = request.headers.get(TIMEOUT_HEADER)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not 1 < seconds < 86400:  # also false for NaN
+        msg = "must be a number of seconds above 1 and below 86400"
+        raise HTTPException(422, [{"loc": ["header", TIMEOUT_HEADER], "msg": msg,
+                                   "type": "value_error"}])  # fmt: skip
+    return seconds
+
+
+def webhook_of(request: Request) -> dict | None:
+    url = request.query_params.get(webhooks.FIELD)
+    if url is None:
+        return None
+    try:
+        return {"url": webhooks.check(url), "files": files_url(request)}
+    except InputError as e:
+        detail = [{"loc": ["query", e.field], "msg": e.message, "type": "value_error"}]
+        raise HTTPException(422, detail) from None
+
+
+def submit(inp: SVDInput, request: Request, webhook: dict | None = None) -> Job:
     try:
         return jobs_of(request).submit(
-            inp, address=client_address(request), limited=not has_key(request)
-        )
+            inp, address=client_address(request), limited=not has_key(request),
+            webhook=webhook, start_timeout=start_timeout(request),
+        )  # fmt: skip
     except QueueFull as e:
-        raise HTTPException(429, str(e)) from None
+        raise HTTPException(429, str(e), headers={"Retry-After": RETRY_AFTER}) from None
 
 
 def job_or_404(request: Request, request_id: str) -> Job:
@@ -116,6 +159,8 @@ def job_or_404(request: Request, request_id: str) -> Job:
 
 def urls(request: Request, job: Job) -> dict:
     base = str(request.url_for("request_result", request_id=job.id))
+    if getattr(request.state, "queue_host", False):  # fal's queue host has no /queue prefix
+        base = base.replace(f"/queue/{APP_ID}/", f"/{APP_ID}/", 1)
     return {
         "request_id": job.id,
         "response_url": base,
@@ -142,23 +187,31 @@ async def run_and_wait(request: Request):
         except asyncio.TimeoutError:
             if await request.is_disconnected():
                 jobs_of(request).cancel(job)  # nobody is left to take the video
-                return JSONResponse({"detail": "client went away"}, status_code=499)
+                body = {"detail": "client went away", "error_type": "client_disconnected"}
+                return JSONResponse(body, status_code=499, headers={REQUEST_ID: job.id})
     return result(request, job)
 
 
-@router.post(f"/queue/{APP_ID}", summary="Queue a request", openapi_extra={"requestBody": FAL_BODY})
+@router.post(
+    f"/queue/{APP_ID}", summary="Queue a request (?fal_webhook=<url> to be told when done)",
+    openapi_extra={"requestBody": FAL_BODY},
+)  # fmt: skip
 async def queue_submit(request: Request):
-    job = submit(await read_input(request), request)
+    webhook = webhook_of(request)  # refused before the body is read or anything queued
+    job = submit(await read_input(request), request, webhook)
     position = jobs_of(request).position(job)  # as fal does: a new request is IN_QUEUE
-    return {**urls(request, job), "status": "IN_QUEUE", "queue_position": position}
+    body = {**urls(request, job), "gateway_request_id": job.id, "status": "IN_QUEUE",
+            "queue_position": position}  # fmt: skip
+    return JSONResponse(body, headers={REQUEST_ID: job.id})
 
 
-@router.get(f"/queue/{APP_ID}/requests/{{request_id}}/status", summary="A request's status")
-def queue_status(request_id: str, request: Request, logs: str | None = None):
-    job = job_or_404(request, request_id)
-    body = {**urls(request, job), "status": job.status, "logs": None}
-    if logs not in (None, "", "0", "false", "False"):
-        body["logs"] = list(job.logs)
+def wants_logs(logs: str | None) -> bool:
+    return logs not in (None, "", "0", "false", "False")
+
+
+def status_body(request: Request, job: Job, logs: list | None) -> dict:
+    """fal's status object; `logs` are the lines to include (None: not asked for)."""
+    body = {**urls(request, job), "status": job.status, "logs": logs}
     if job.status == "IN_QUEUE":
         body["queue_position"] = jobs_of(request).position(job)
     if job.status == "COMPLETED":
@@ -166,22 +219,60 @@ def queue_status(request_id: str, request: Request, logs: str | None = None):
         if job.error is not None:
             detail = job.error.detail
             body["error"] = detail if isinstance(detail, str) else "invalid input"
+            body["error_type"] = job.error.error_type
     return body
+
+
+@router.get(f"/queue/{APP_ID}/requests/{{request_id}}/status", summary="A request's status")
+def queue_status(request_id: str, request: Request, logs: str | None = None):
+    job = job_or_404(request, request_id)
+    body = status_body(request, job, list(job.logs) if wants_logs(logs) else None)
+    code = 200 if job.status == "COMPLETED" else 202  # as fal answers
+    return JSONResponse(body, status_code=code, headers=fal_headers(job))
+
+
+@router.get(
+    f"/queue/{APP_ID}/requests/{{request_id}}/status/stream",
+    summary="A request's status as server-sent events, until it is COMPLETED",
+)  # fmt: skip
+def queue_status_stream(request_id: str, request: Request, logs: str | None = None):
+    job = job_or_404(request, request_id)
+    with_logs = wants_logs(logs)
+
+    async def events():
+        sent, last = 0, None
+        while True:
+            job_now = jobs_of(request).get(request_id) or job
+            new = job_now.logs[sent:]
+            body = status_body(request, job_now, list(new) if with_logs else None)
+            if body != last or new:  # each event carries only the log lines not yet sent
+                yield f"data: {json.dumps(body)}\n\n"
+                sent, last = sent + len(new), body
+            if job_now.status == "COMPLETED":
+                return
+            await asyncio.sleep(STREAM_POLL)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream",
+        headers={REQUEST_ID: job.id, "Cache-Control": "no-cache"},
+    )  # fmt: skip
 
 
 @router.get(f"/queue/{APP_ID}/requests/{{request_id}}", summary="A request's result")
 def request_result(request_id: str, request: Request):
     job = job_or_404(request, request_id)
     if job.status != "COMPLETED":  # set once the output or error is in place
-        return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
+        body = {"detail": "Request is still in progress"}
+        return JSONResponse(body, status_code=400, headers={REQUEST_ID: job.id})
     return result(request, job)
 
 
 @router.put(f"/queue/{APP_ID}/requests/{{request_id}}/cancel", summary="Cancel a request")
 def queue_cancel(request_id: str, request: Request):
-    if jobs_of(request).cancel(job_or_404(request, request_id)):
-        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, status_code=202)
-    return JSONResponse({"status": "ALREADY_COMPLETED"}, status_code=400)
+    job = job_or_404(request, request_id)
+    if jobs_of(request).cancel(job):
+        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202, {REQUEST_ID: job.id})
+    return JSONResponse({"status": "ALREADY_COMPLETED"}, 400, {REQUEST_ID: job.id})
 
 
 @files.get("/outputs/{name}", include_in_schema=False, name="output_file")

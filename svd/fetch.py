@@ -147,7 +147,7 @@ def check_public(url: str, field: str) -> str | None:
     return infos[0][4][0]
 
 
-def _pinned(url: str, address: str | None) -> tuple[str, dict, dict]:
+def pinned(url: str, address: str | None) -> tuple[str, dict, dict]:
     """The URL aimed at the checked address, with the Host header and TLS name of the host."""
     if address is None:
         return url, {}, {}
@@ -164,7 +164,7 @@ def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
         with httpx.Client(timeout=timeout, follow_redirects=False) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 address = check_public(url, field)  # every hop: a redirect may point inwards
-                target, headers, extensions = _pinned(url, address)
+                target, headers, extensions = pinned(url, address)
                 request = client.build_request(
                     "GET", target, headers=headers, extensions=extensions
                 )
@@ -176,7 +176,7 @@ def _read_http(url: str, field: str, max_bytes: int, timeout: float) -> bytes:
                 if not location:
                     raise InputError(field, f"a redirect without a Location from {url}")
                 url = urljoin(url, location)
-                if urlparse(url).scheme not in ("http", "https"):
+                if not is_http(url):
                     shown = shorten_data_uri(url, 40)
                     raise InputError(field, f"redirected to something not http(s): {shown}")
             else:

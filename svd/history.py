@@ -13,9 +13,8 @@ import json
 import os
 import secrets
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
-from svd.fetch import file_path
+from svd.fetch import file_path, is_http
 from svd.outputs import OutputStore
 from svd.schema import URL_FIELDS, SVDInput
 
@@ -130,7 +129,7 @@ def still_there(url: str | None) -> str | None:
     """An input URL worth offering again: http(s) as it is, a local file if it still exists."""
     if not url or url.startswith("data:"):
         return None
-    if urlparse(url).scheme in ("http", "https"):
+    if is_http(url):
         return url
     path = file_path(url) if url.startswith("file:") else Path(url)
     try:

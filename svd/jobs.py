@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from svd import webhooks
 from svd.backends import Backend, Event, Queued, describe
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput
@@ -32,6 +33,7 @@ TABLE = """CREATE TABLE IF NOT EXISTS requests (
     session TEXT NOT NULL DEFAULT '', address TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
     input TEXT, output TEXT, error_code INTEGER, error TEXT, logs TEXT NOT NULL DEFAULT '[]',
     created REAL NOT NULL, started REAL, finished REAL)"""
+ADDED = {"error_type": "TEXT", "webhook": "TEXT"}  # columns newer than the table
 
 
 class Cancelled(Exception):
@@ -44,10 +46,21 @@ class QueueFull(BackendError):
 
 @dataclass(frozen=True)
 class Failure:
-    """How a request failed: the HTTP status an API caller gets, and fal's `detail`."""
+    """How a request failed: the HTTP status an API caller gets, fal's `detail`, and fal's
+    `error_type` for request-level errors (timeouts, cancellation, server failures)."""
 
     status: int
     detail: str | list
+    error_type: str | None = None
+
+
+def cancelled() -> Failure:
+    return Failure(499, CANCELLED, "client_cancelled")
+
+
+def timed_out(seconds: float) -> Failure:
+    return Failure(504, f"Request timed out: it could not start within {seconds:g} s",
+                   "request_timeout")  # fmt: skip
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Job:
     started: float | None = None
     finished: float | None = None
     events: list[Event] = field(default_factory=list)  # this process's run only
+    webhook: dict | None = None  # {"url", "files"}: where to POST the result, and file URLs
     backend: Backend | None = None  # a backend for this request alone (a visitor's fal key)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -106,6 +120,10 @@ class JobQueue:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(TABLE)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
+        for name, kind in ADDED.items():
+            if name not in have:  # a database from an older version
+                self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
         self._lock = threading.Condition()
         self._pending: list[Job] = []
         self._jobs: OrderedDict[str, Job] = OrderedDict()  # live and recent, by id
@@ -118,16 +136,18 @@ class JobQueue:
 
     def submit(
         self, inp: SVDInput, surface: str = "api", session: str = "", address: str = "",
-        backend: Backend | None = None, limited: bool = True,
+        backend: Backend | None = None, limited: bool = True, webhook: dict | None = None,
+        start_timeout: float | None = None,
     ) -> Job:  # fmt: skip
-        """Queue a request; QueueFull when there is no room for it."""
+        """Queue a request; QueueFull when there is no room for it. A request not started
+        within `start_timeout` seconds ends with fal's request_timeout (504)."""
         with self._lock:
             if len(self._pending) >= self.max_size:
                 raise QueueFull(f"the queue is full ({self.max_size} requests); try later")
             if limited:
                 self._check_limits(session, address)
             job = Job(secrets.token_hex(12), 0, surface, session, address, inp=inp)
-            job.backend = backend
+            job.backend, job.webhook = backend, webhook
             job.seq = self._insert(job)
             self._remember(job)
             if backend is not None and not backend.needs_gpu:  # a visitor's own fal run:
@@ -135,6 +155,10 @@ class JobQueue:
                 return job  # it holds no device, so it waits for no worker
             self._pending.append(job)
             self._lock.notify()
+        if start_timeout is not None:
+            timer = threading.Timer(start_timeout, self._expire, (job, start_timeout))
+            timer.daemon = True
+            timer.start()
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -159,8 +183,14 @@ class JobQueue:
             job.cancel.set()
             if job in self._pending:
                 self._pending.remove(job)
-                self._finish(job, error=Failure(400, CANCELLED))
+                self._finish(job, error=cancelled())
         return True
+
+    def _expire(self, job: Job, seconds: float) -> None:
+        with self._lock:
+            if job in self._pending:  # still waiting: it ends; once started, it runs on
+                self._pending.remove(job)
+                self._finish(job, error=timed_out(seconds))
 
     def active(self, session: str = "", address: str = "") -> list[Job]:
         """The requests of a browser session (or an address) that are queued or running."""
@@ -170,11 +200,6 @@ class JobQueue:
                 if not j.done.is_set()
                 and ((session and j.session == session) or (address and j.address == address))
             ]  # fmt: skip
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            running = sum(1 for j in self._jobs.values() if j.status == "IN_PROGRESS")
-            return {"queued": len(self._pending), "running": running}
 
     # -- the workers
 
@@ -194,7 +219,8 @@ class JobQueue:
         except Exception:  # the database failed (a full disk): the worker goes on
             log.exception("request %s could not be recorded", job.id)
             if not job.done.is_set():
-                self._finish(job, error=Failure(500, "the server could not record the run"))
+                failure = Failure(500, "the server could not record the run", "internal_error")
+                self._finish(job, error=failure)
 
     def _run(self, job: Job, backend: Backend) -> None:
         def on_event(event: Event) -> None:
@@ -208,14 +234,15 @@ class JobQueue:
         try:
             out = self.run(backend, job.inp, on_event)
         except Cancelled:
-            self._finish(job, error=Failure(400, CANCELLED))
+            self._finish(job, error=cancelled())
         except InputError as e:
             self._finish(job, error=Failure(422, e.fal_detail()))
         except BackendError as e:
-            self._finish(job, error=Failure(500, str(e)))
+            self._finish(job, error=Failure(500, str(e), "runner_server_error"))
         except Exception as e:  # the queue keeps serving whatever one request does
             log.exception("request %s failed", job.id)  # the details stay in the server's log
-            self._finish(job, error=Failure(500, f"generation failed ({type(e).__name__})"))
+            failure = Failure(500, f"generation failed ({type(e).__name__})", "runner_server_error")
+            self._finish(job, error=failure)
         else:
             self._finish(job, output=out.model_dump())
 
@@ -232,6 +259,8 @@ class JobQueue:
             job.done.set()
             for callback in job.on_done:
                 callback()
+            if job.webhook:
+                webhooks.send(job)
 
     def _check_limits(self, session: str, address: str) -> None:
         live = [j for j in self._jobs.values() if not j.done.is_set()]
@@ -262,10 +291,13 @@ class JobQueue:
                 self._remember(job)
                 self._pending.append(job)
                 continue
-            job.status, job.finished, job.error = "COMPLETED", now, Failure(500, RESTARTED)
+            job.status, job.finished = "COMPLETED", now
+            job.error = Failure(500, RESTARTED, "internal_error")
             job.log(f"error: {RESTARTED}")
             job.inp = None
             self._save(job, "status", "error", "logs", "finished", "input")
+            if job.webhook:
+                webhooks.send(job)
         self._execute(
             "DELETE FROM requests WHERE status = 'COMPLETED' AND seq NOT IN "
             "(SELECT seq FROM requests WHERE status = 'COMPLETED' ORDER BY seq DESC LIMIT ?)",
@@ -285,10 +317,11 @@ class JobQueue:
 
     def _insert(self, job: Job) -> int:
         cursor = self._execute(
-            "INSERT INTO requests (id, surface, session, address, status, input, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO requests (id, surface, session, address, status, input, webhook, "
+            "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (job.id, job.surface, job.session, job.address, job.status,
-             job.inp.model_dump_json() if job.inp else None, time.time()),
+             job.inp.model_dump_json() if job.inp else None,
+             json.dumps(job.webhook) if job.webhook else None, time.time()),
         )  # fmt: skip
         return cursor.lastrowid
 
@@ -306,8 +339,8 @@ class JobQueue:
         sets = ", ".join(f"{c} = ?" for c in names)
         params = [values[c] for c in names]
         if "error" in columns:
-            sets += ", error_code = ?"
-            params.append(job.error.status if job.error else None)
+            sets += ", error_code = ?, error_type = ?"
+            params += [job.error.status if job.error else None, job.error and job.error.error_type]
         self._execute(f"UPDATE requests SET {sets} WHERE id = ?", (*params, job.id))
 
     def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
@@ -331,7 +364,9 @@ def _from_row(row: dict) -> Job:
     if row["output"]:
         job.output = json.loads(row["output"])
     if row["error"] is not None:
-        job.error = Failure(row["error_code"] or 500, json.loads(row["error"]))
+        job.error = Failure(row["error_code"] or 500, json.loads(row["error"]), row["error_type"])
+    if row["webhook"]:
+        job.webhook = json.loads(row["webhook"])
     if job.status == "COMPLETED":
         job.done.set()
     return job

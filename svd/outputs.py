@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from svd.errors import BackendError
-from svd.fetch import shorten_data_uri
+from svd.fetch import file_path, shorten_data_uri
 from svd.schema import File, SVDInput
 from svd.settings import settings
 
@@ -134,3 +134,10 @@ def _printable_input(inp: SVDInput) -> dict:
     """The input as sent, with long data: URIs shortened to their head and size."""
     data = inp.model_dump()
     return {k: shorten_data_uri(v) if isinstance(v, str) else v for k, v in data.items()}
+
+
+def served(output: dict, files_url: str) -> dict:
+    """An SVDOutput dict with its file:// video URL turned into `files_url` + the file's name
+    (the /outputs/ route of the server that answers)."""
+    name = file_path(output["image"]["url"]).name
+    return {**output, "image": {**output["image"], "url": files_url.rstrip("/") + "/" + name}}

@@ -113,8 +113,7 @@ def _write(target: Path, inp: SVDInput, rendered: Rendered) -> Path:
             os.replace(rendered.video, target)  # kept as made, not re-encoded
             return target
         frames, fps = read_video(rendered.video)
-        fps = inp.fps if asked_fps else round(fps) or inp.fps
-        rendered.video.unlink(missing_ok=True)
+        fps = inp.fps if asked_fps else round(fps) or inp.fps  # `run` removes the file
     else:
         frames, fps = rendered.frames, rendered.fps or inp.fps
     frames, fps = finish(frames, fps, inp.interpolate, inp.loop)

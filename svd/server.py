@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -14,11 +14,11 @@ from svd.api import build_api
 from svd.backends import Backend, get_backend, resolve_name
 from svd.backends.choice import Backends
 from svd.jobs import JobQueue, Limits
+from svd.routing import FalRouting
 from svd.session import run_on_gpu
 from svd.settings import Settings, configure
 from svd.ui import ASSETS, CSS, build_app
 
-log = logging.getLogger(__name__)
 FAL_WORKERS = 4  # fal runs elsewhere: a few at once keep its queue busy, not this machine
 
 
@@ -40,6 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", help="GRADIO_SERVER_NAME, 127.0.0.1 by default")
     p.add_argument("--port", type=int, help="GRADIO_SERVER_PORT, 7860 by default")
     p.add_argument("--root-path", help="behind a proxy (GRADIO_ROOT_PATH)")
+    p.add_argument("--queue-port", type=int, help="fal's queue host on this port (SVD_QUEUE_PORT)")
+    p.add_argument("--ssl-certfile", type=Path, help="serve https with this certificate")
+    p.add_argument("--ssl-keyfile", type=Path, help="the certificate's key (SVD_SSL_KEYFILE)")
+    p.add_argument(
+        "--forwarded-allow-ips",
+        help="proxies whose X-Forwarded-* headers are believed (FORWARDED_ALLOW_IPS)",
+    )
     return p.parse_args(argv)
 
 
@@ -89,11 +96,33 @@ def main(argv: list[str] | None = None) -> None:
     # Gradio refuses file inputs that were not uploaded through the page only once the app
     # "has launched" (processing_utils._check_allowed); launch() sets it, mounting does not.
     page.has_launched = True
-    print(f"* Running on http://{config.host}:{config.port} (API: /fal-ai/svd, docs: /docs)")
-    uvicorn.run(
-        server, host=config.host, port=config.port, root_path=config.root_path or "",
-        log_level="warning",
+    serve(server, config)
+
+
+def serve(app, config: Settings) -> None:
+    """Serve `app` on the main port, and as fal's queue host on the queue port if set."""
+    routed = FalRouting(app, config.queue_port, config.forwarded_allow_ips)
+    tls = {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
+    uv = uvicorn.Config(
+        routed, root_path=config.root_path or "", log_level="warning", proxy_headers=False,
+        **{k: str(v) for k, v in tls.items() if v},
     )  # fmt: skip
+    ports = [config.port] + ([config.queue_port] if config.queue_port else [])
+    sockets = [listen(config.host, port) for port in ports]
+    scheme = "https" if config.ssl_certfile else "http"
+    print(f"* Running on {scheme}://{config.host}:{config.port} (API: /fal-ai/svd, docs: /docs)")
+    if config.queue_port:
+        print(f"* fal's queue host on {scheme}://{config.host}:{config.queue_port}")
+    uvicorn.Server(uv).run(sockets=sockets)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
 
 
 def _preload(backend: Backend) -> None:

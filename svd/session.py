@@ -11,7 +11,6 @@ import shutil
 import tempfile
 import time
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image
@@ -19,7 +18,7 @@ from PIL import Image
 from svd.archive import decode_depth, depth_strip, fit_map, maps_for_a_video
 from svd.backends import Backend, Event, describe
 from svd.errors import InputError
-from svd.fetch import file_path, read_url, shorten_data_uri
+from svd.fetch import file_path, is_http, read_url, shorten_data_uri
 from svd.mask import strokes_to_mask
 
 
@@ -75,9 +74,14 @@ def local_path(url: str) -> str:
     return servable(str(file_path(url)) if url.startswith("file:") else url)
 
 
+def scratch_root() -> Path:
+    """Where the page keeps its temporary files (read at call time, like the temp folder)."""
+    return Path(tempfile.gettempdir()) / "svd-studio"
+
+
 def scratch(kind: str) -> Path:
     """The page's own temporary folder for `kind` (masks, depth, shown), swept daily."""
-    folder = Path(tempfile.gettempdir()) / "svd-studio" / kind
+    folder = scratch_root() / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -91,7 +95,7 @@ def sweep_scratch(max_age: float = 86400, every: float = 3600) -> None:
     if now - _swept[0] < every:
         return
     _swept[0] = now
-    for path in (Path(tempfile.gettempdir()) / "svd-studio").rglob("*"):
+    for path in scratch_root().rglob("*"):
         try:
             if path.is_file() and now - path.stat().st_mtime > max_age:
                 path.unlink()
@@ -152,9 +156,8 @@ def request_json(inp) -> str:
     body = inp.fal_arguments()
     for key, value in body.items():
         if isinstance(value, str) and key.endswith("_url"):
-            scheme = urlparse(value).scheme
             if value.startswith("data:"):
                 body[key] = shorten_data_uri(value, 40)
-            elif scheme not in ("http", "https"):
+            elif not is_http(value):
                 body[key] = f"<upload of {PurePosixPath(value).name}>"
     return json.dumps(body, indent=2)

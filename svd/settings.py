@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PREFIXES = ("SVD_", "GRADIO_")
+PREFIXES = ("SVD_", "GRADIO_", "FORWARDED_ALLOW_IPS")
 
 
 def _env(*names: str):
@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias=_env("GRADIO_SERVER_NAME", "SVD_HOST"))
     port: int = Field(7860, validation_alias=_env("GRADIO_SERVER_PORT", "SVD_PORT"))
     root_path: str | None = Field(None, validation_alias=_env("GRADIO_ROOT_PATH", "SVD_ROOT_PATH"))
+    queue_port: int | None = Field(None, description="a second port serving fal's queue host")
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        validation_alias=_env("FORWARDED_ALLOW_IPS", "SVD_FORWARDED_ALLOW_IPS"),
+        description="proxies whose X-Forwarded-Proto/-For/-Host are believed ('*': any)",
+    )
+    webhook_attempts: int = Field(10, gt=0, description="tries to deliver one webhook")
+    webhook_backoff: float = Field(5.0, gt=0, description="seconds before the first retry")
 
     # Limits: every input is bounded before it costs memory
     max_download_mb: int = Field(50, gt=0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import html
 import inspect
-import logging
 import random
 import tempfile
 from pathlib import Path
@@ -33,7 +32,6 @@ from svd.session import (
 )
 from svd.settings import settings
 
-log = logging.getLogger(__name__)
 TITLE = "SVD Studio"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CSS = "#history .caption-label { font-size: 12px; } #dice { max-width: 3em; min-width: 3em; }"

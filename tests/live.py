@@ -18,9 +18,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(output_dir: Path, env: dict | None = None, timeout: float = 120):
-    """Run `python app.py` on a free port; return (process, base url)."""
-    port = free_port()
+def start_app(
+    output_dir: Path, env: dict | None = None, timeout: float = 120, port: int | None = None,
+    scheme: str = "http", verify: str | bool = True,
+):  # fmt: skip
+    """Run `python app.py` on a free port (or `port`); return (process, base url). With
+    `scheme` https, `verify` is the CA file that signed the app's certificate."""
+    port = port or free_port()
     env = {
         **os.environ,
         "SVD_MODEL": "tiny",
@@ -36,13 +40,13 @@ def start_app(output_dir: Path, env: dict | None = None, timeout: float = 120):
     proc = subprocess.Popen(
         [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"app exited: {Path(log.name).read_text()[-2000:]}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, verify=verify).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             time.sleep(0.3)
