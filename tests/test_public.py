@@ -161,6 +161,7 @@ def test_one_address_gets_three_runs_at_a_time(open_app):
             ids.append(r.json()["request_id"])
         r = client.post("/queue/fal-ai/svd", json={"image_url": picture_uri(), **LONG})
         assert r.status_code == 429 and "3 runs queued or running" in r.json()["detail"]
+        assert r.headers["retry-after"].isdigit()  # fal-client and browsers wait that long
         for i in ids:
             client.put(f"/queue/fal-ai/svd/requests/{i}/cancel")
 
