@@ -383,3 +383,30 @@ def test_a_start_timeout_header_out_of_range_is_a_422(plain_app, files):
         r = httpx.post(f"{plain_app}/fal-ai/svd", json={"image_url": uri},
                        headers={"X-Fal-Request-Timeout": value, **AUTH})  # fmt: skip
         assert r.status_code == 422 and r.json()["detail"][0]["loc"][0] == "header", value
+
+
+@pytest.mark.parametrize("trusted, seen", [
+    ("127.0.0.1", ("https", "svd.example.com")),  # the proxy is believed
+    ("192.0.2.1", ("http", "testserver")),  # another address is: its headers count for nothing
+])  # fmt: skip
+def test_forwarded_headers_count_only_from_a_trusted_proxy(trusted, seen):
+    import asyncio
+
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+
+    from svd.routing import FalRouting
+
+    async def echo(scope, receive, send):
+        request = Request(scope)
+        body = {"scheme": request.url.scheme, "host": request.url.hostname}
+        await JSONResponse(body)(scope, receive, send)
+
+    async def ask():
+        transport = httpx.ASGITransport(app=FalRouting(echo, trusted=trusted))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "svd.example.com"}
+            return (await c.get("/", headers=headers)).json()
+
+    answer = asyncio.run(ask())
+    assert (answer["scheme"], answer["host"]) == seen
