@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 from svd import webhooks
 from svd.errors import InputError
@@ -288,7 +289,8 @@ def output_file(name: str, request: Request):
 
 def build_api(jobs: JobQueue, output_dir: str | Path) -> FastAPI:
     """A FastAPI app with the fal routes over `jobs`; mount the page on it afterwards."""
-    api = FastAPI(title="SVD Studio API", description="fal-ai/svd, self-hosted.")
+    # /docs with Swagger UI 5 (OpenAPI 3.1) served from this app, not a CDN: it works offline
+    api = FastAPIOffline(title="SVD Studio API", description="fal-ai/svd, self-hosted.")
     api.state.jobs, api.state.output_dir = jobs, Path(output_dir).resolve()
     api.include_router(router)
     api.include_router(files)

@@ -2,6 +2,7 @@
 
 import base64
 import concurrent.futures
+import re
 import time
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def test_cancel_a_queued_and_a_running_request(app_url, picture_uri):
         r = client.put(queued["cancel_url"])
         assert r.status_code == 202 and r.json()["status"] == "CANCELLATION_REQUESTED"
         assert client.get(queued["status_url"]).json()["status"] == "COMPLETED"
-        assert client.get(queued["response_url"]).status_code == 400
+        cancelled = client.get(queued["response_url"])
+        assert cancelled.status_code == 499  # fal's client_cancelled
+        assert cancelled.headers["x-fal-error-type"] == "client_cancelled"
         poll(client, long["status_url"], until="IN_PROGRESS")
         assert client.put(long["cancel_url"]).status_code == 202
         poll(client, long["status_url"])
@@ -150,6 +153,20 @@ def test_openapi_describes_the_routes(app_url):
     paths = httpx.get(f"{app_url[0]}/openapi.json").json()["paths"]
     assert {"/fal-ai/svd", "/queue/fal-ai/svd"} <= set(paths)
     assert "/queue/fal-ai/svd/requests/{request_id}/cancel" in paths
+
+
+def test_docs_work_offline(app_url):
+    """Swagger UI 5 (FastAPI's schema is OpenAPI 3.1) from this server, no CDN."""
+    url = app_url[0]
+    page = httpx.get(f"{url}/docs").text
+    assert "cdn." not in page and "jsdelivr" not in page and "unpkg" not in page
+    scripts = re.findall(r'src="([^"]+\.js)"', page) + re.findall(r'href="([^"]+\.css)"', page)
+    assert scripts and all(s.startswith("/") for s in scripts)
+    for asset in scripts:
+        r = httpx.get(f"{url}{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000, asset
+    bundle = httpx.get(url + next(s for s in scripts if "bundle" in s)).text
+    assert re.search(r'"5\.\d+\.\d+"', bundle)  # Swagger UI 5
 
 
 def test_api_key(tmp_path, picture_uri):
