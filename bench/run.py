@@ -15,13 +15,14 @@ import depth  # noqa: E402
 import flops  # noqa: E402
 import mask  # noqa: E402
 import overhead  # noqa: E402
+import preview  # noqa: E402
 import reuse  # noqa: E402
 import serving  # noqa: E402
 
 if __name__ == "__main__":
     started = time.perf_counter()
     benches = [("overhead", overhead), ("mask", mask), ("depth", depth), ("cache", cache),
-               ("reuse", reuse), ("serving", serving)]  # fmt: skip
+               ("reuse", reuse), ("preview", preview), ("serving", serving)]  # fmt: skip
     for name, bench in benches:
         print(f"\n== {name}")
         bench.main(5)

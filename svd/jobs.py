@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from svd import webhooks
-from svd.backends import Backend, Event, Queued, describe
+from svd.backends import Backend, Event, Preview, Queued, describe
 from svd.errors import BackendError, InputError
 from svd.schema import SVDInput
 
@@ -227,7 +227,7 @@ class JobQueue:
             if job.cancel.is_set():
                 raise Cancelled
             job.events.append(event)
-            if not isinstance(event, Queued):
+            if not isinstance(event, (Queued, Preview)):  # the page shows previews; logs not
                 job.log(describe(event))
                 self._save(job, "logs")
 

@@ -98,6 +98,12 @@ class SVDInput(BaseModel):
         int | None,
         _int(1, 64, description="Frames decoded at once; lower saves memory."),
     ] = None
+    min_guidance_scale: Annotated[
+        float, _float(0, 20, description="Classifier-free guidance at the first frame.")
+    ] = 1.0
+    max_guidance_scale: Annotated[
+        float, _float(0, 20, description="Classifier-free guidance at the last frame.")
+    ] = 3.0
 
     @model_validator(mode="after")
     def _one_way_to_drive_frames(self) -> SVDInput:
@@ -107,6 +113,12 @@ class SVDInput(BaseModel):
             )
         if self.extend and (self.control_maps_data_url or self.control_video_url):
             raise RuleError("extend", "cannot go with depth maps (the maps set the frames)")
+        if self.max_guidance_scale < self.min_guidance_scale:
+            raise RuleError(
+                "max_guidance_scale",
+                f"must be at least min_guidance_scale ({self.min_guidance_scale:g}); "
+                f"got {self.max_guidance_scale:g}",
+            )
         return self
 
     def fal_arguments(self) -> dict:

@@ -157,3 +157,51 @@ def test_low_memory_mode_gives_the_same_video(tmp_path, picture_path):
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="SVD_MEMORY"):
         LocalBackend(model="tiny", memory="tiny")
+
+
+def test_live_previews_every_two_steps_change_nothing(tiny_backend, picture_path):
+    from svd.backends import Preview
+
+    events = []
+    _, with_previews = run(tiny_backend, picture_path, events, seed=9, steps=5)
+    previews = [e for e in events if isinstance(e, Preview)]
+    assert [p.index for p in previews] == [2, 4]  # none on the last step: the VAE follows
+    assert all(p.image.shape == (128 // 8, 192 // 8, 3) for p in previews)
+    assert all(p.image.dtype == np.uint8 for p in previews)
+    tiny_backend.preview_every = 0
+    try:
+        quiet = []
+        _, without = run(tiny_backend, picture_path, quiet, seed=9, steps=5)
+    finally:
+        tiny_backend.preview_every = LocalBackend.preview_every
+    assert not [e for e in quiet if isinstance(e, Preview)]
+    assert np.array_equal(with_previews, without)
+
+
+def test_the_preview_recovers_eulers_clean_estimate():
+    """Two latents one Euler step apart give back the clean latent the step aimed at."""
+    from svd.preview import LatentPreview, latent_to_rgb
+
+    clean, noise = torch.randn(1, 3, 4, 6, 8) * 0.5, torch.randn(1, 3, 4, 6, 8)
+    sigmas = [10.0, 4.0, 1.0, 0.0]
+    before = clean + sigmas[0] * noise
+    after = before + (before - clean) / sigmas[0] * (sigmas[1] - sigmas[0])  # one Euler step
+    preview = LatentPreview(every=1)
+    assert preview.after_step(before, sigmas, 0, 5) is None  # nothing to compare with yet
+    got = preview.after_step(after, sigmas, 0, 5)  # the middle of 3 frames, estimated
+    assert got.shape == (6, 8, 3)
+    assert np.array_equal(got, latent_to_rgb(clean[0, 1]))
+
+
+def test_guidance_scales_reach_diffusers_and_are_checked(tiny_backend, picture_path):
+    default = run(tiny_backend, picture_path, seed=4)[1]
+    again = run(tiny_backend, picture_path, seed=4, min_guidance_scale=1.0,
+                max_guidance_scale=3.0)[1]  # fmt: skip
+    other = run(tiny_backend, picture_path, seed=4, min_guidance_scale=2.0,
+                max_guidance_scale=6.0)[1]  # fmt: skip
+    assert np.array_equal(default, again)
+    assert np.abs(default.astype(int) - other.astype(int)).mean() > 0.5
+    with pytest.raises(InputError, match="max_guidance_scale: must be at least"):
+        from svd.schema import parse_input
+
+        parse_input({"image_url": "x", "min_guidance_scale": 3, "max_guidance_scale": 2})

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from svd.backends.base import Backend, Event, EventHandler, Log, Queued, Stage, Step, describe
+from svd.backends.base import (
+    Backend,
+    Event,
+    EventHandler,
+    Log,
+    Preview,
+    Queued,
+    Stage,
+    Step,
+    describe,
+)  # fmt: skip
 
 __all__ = [
-    "Backend", "Event", "EventHandler", "Log", "Queued", "Stage", "Step", "describe", "get_backend"
+    "Backend", "Event", "EventHandler", "Log", "Preview", "Queued", "Stage", "Step", "describe",
+    "get_backend",
 ]  # fmt: skip
 
 NAMES = ("auto", "local", "fal")

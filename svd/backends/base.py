@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
+
 from svd.schema import SVDInput, SVDOutput
 
 if TYPE_CHECKING:
@@ -42,7 +44,18 @@ class Stage:
     name: str
 
 
-Event = Queued | Step | Log | Stage
+@dataclass(frozen=True, eq=False)
+class Preview:
+    """A rough look at the video while it is made: the middle frame's current estimate as
+    RGB (H, W, 3) uint8, after step `index` of `total`. Made from the latents by a fixed
+    linear map, with no VAE call."""
+
+    image: np.ndarray
+    index: int
+    total: int
+
+
+Event = Queued | Step | Log | Stage | Preview
 EventHandler = Callable[[Event], None]
 
 
@@ -105,6 +118,8 @@ def describe(event: Event) -> str:
         return event.name
     if isinstance(event, Queued):
         return f"queued, position {event.position}"
+    if isinstance(event, Preview):
+        return f"preview after step {event.index} of {event.total}"
     return event.message
 
 

@@ -14,7 +14,7 @@ from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
 from svd.archive import depth_strip, maps_from_archive
-from svd.backends.base import BackendBase, EventHandler, Stage, Step, emit
+from svd.backends.base import BackendBase, EventHandler, Preview, Stage, Step, emit
 from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_controlnet, build_tiny_pipeline
 from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
@@ -24,6 +24,7 @@ from svd.mask import MotionMask, mask_image, motion_map
 from svd.media import as_uint8_frames, decode_image, fit_image, keep_size
 from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
+from svd.preview import EVERY, LatentPreview
 from svd.reuse import feature_reuse
 from svd.run import Prepared, Rendered
 from svd.schema import EXTRA_FIELDS, SVDInput
@@ -86,6 +87,7 @@ class LocalBackend(BackendBase):
 
     name = "local"
     supports = EXTRA_FIELDS
+    preview_every = EVERY  # steps between live previews; 0: none
 
     def __init__(
         self,
@@ -320,15 +322,20 @@ class LocalBackend(BackendBase):
         `steps` is (steps done before, steps in all), for progress over several segments.
         """
         done, total = steps
+        preview = LatentPreview(self.preview_every)
 
         def on_step_end(pipeline, i, t, kwargs):
+            latents = kwargs["latents"]
+            # diffusers' Euler scheduler: sigmas[i] is the step's noise level, [i + 1] the next
+            sigmas = pipeline.scheduler.sigmas
+            picture = preview.after_step(latents, sigmas, i, inp.steps)
             if mask is not None:
-                latents = kwargs["latents"]
                 if i == 0:
                     mask.prepare(pipeline, tuple(latents.shape))
-                sigma = float(pipeline.scheduler.sigmas[i + 1])
-                kwargs["latents"] = mask.blend_latents(latents, sigma)
+                kwargs["latents"] = mask.blend_latents(latents, float(sigmas[i + 1]))
             emit(on_event, Step(done + i + 1, total))
+            if picture is not None:
+                emit(on_event, Preview(picture, done + i + 1, total))
             if i + 1 == inp.steps:
                 emit(on_event, Stage("decoding"))
             return kwargs
@@ -343,6 +350,8 @@ class LocalBackend(BackendBase):
                 fps=inp.fps,
                 motion_bucket_id=inp.motion_bucket_id,
                 noise_aug_strength=inp.cond_aug,
+                min_guidance_scale=inp.min_guidance_scale,
+                max_guidance_scale=inp.max_guidance_scale,
                 decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
                 generator=torch.Generator("cpu").manual_seed(seed),
                 output_type="np",

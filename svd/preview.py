@@ -1,0 +1,45 @@
+"""A live preview while SVD samples: the middle frame's current estimate, with no VAE call.
+
+After each Euler step the scheduler's own estimate of the clean latent is recovered from two
+consecutive latents (x0 = x_i - (x_next - x_i) * sigma_i / (sigma_next - sigma_i)), and its
+4 channels are mapped to RGB by a fixed linear map of SD's latent space (the least-squares
+fit that ComfyUI and others use for SD 1.x/2.x previews; SVD shares that VAE latent space).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# SD's latent channels -> RGB, for latents as the UNet sees them (scaled by 0.18215)
+LATENT_RGB = torch.tensor(
+    [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350],
+     [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]]
+)  # fmt: skip
+EVERY = 2  # a preview every this many steps
+
+
+def latent_to_rgb(latent: torch.Tensor) -> np.ndarray:
+    """A (4, h, w) latent as an (h, w, 3) uint8 picture."""
+    rgb = torch.einsum("chw,cr->hwr", latent.float().cpu(), LATENT_RGB)
+    return ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+class LatentPreview:
+    """Fed the latents after every step (diffusers' `callback_on_step_end`); gives a picture
+    every `every` steps, and none on the last step (the VAE's frames come right after)."""
+
+    def __init__(self, every: int = EVERY):
+        self.every = every
+        self.previous: torch.Tensor | None = None  # the middle frame's latent, last step
+
+    def after_step(self, latents: torch.Tensor, sigmas, i: int, steps: int) -> np.ndarray | None:
+        middle = latents[0, latents.shape[1] // 2].detach()  # (batch, frames, 4, h, w)
+        previous, self.previous = self.previous, middle.clone()
+        if self.every <= 0 or previous is None or (i + 1) % self.every or i + 1 >= steps:
+            return None
+        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        if sigma_next == sigma:
+            return latent_to_rgb(middle)
+        estimate = previous - (middle - previous) * sigma / (sigma_next - sigma)
+        return latent_to_rgb(estimate)
