@@ -86,6 +86,17 @@ def keep_size(width: int, height: int, pixels: int) -> tuple[int, int]:
     return min(max(w, 64), 2048), min(max(h, 64), 2048)
 
 
+def video_size(
+    picture: tuple[int, int], default: tuple[int, int], width: int | None = None,
+    height: int | None = None, mode: str = "crop",
+) -> tuple[int, int]:  # fmt: skip
+    """The video's size: the asked sides, else the model's `default`; for `keep` with no side
+    asked, the picture's shape at about the default's pixel count."""
+    if mode == "keep" and not (width or height):
+        default = keep_size(*picture, default[0] * default[1])
+    return width or default[0], height or default[1]
+
+
 CODECS = {  # format: (codec, ffmpeg output options)
     "mp4": ("libx264", ["-crf", "17", "-movflags", "+faststart", "-f", "mp4"]),
     "webm": ("libvpx-vp9", ["-crf", "30", "-b:v", "0", "-row-mt", "1", "-f", "webm"]),

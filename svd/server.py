@@ -17,7 +17,7 @@ from svd.jobs import JobQueue, Limits
 from svd.routing import FalRouting
 from svd.session import run_on_gpu
 from svd.settings import Settings, configure
-from svd.ui import ASSETS, CSS, build_app
+from svd.ui import ASSETS, CSS, JS, THEME, build_app
 
 FAL_WORKERS = 4  # fal runs elsewhere: a few at once keep its queue busy, not this machine
 
@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
         allowed_paths=[str(ASSETS)],
         show_error=False,  # our errors are gr.Error; anything else must not show its internals
         css=CSS,
+        theme=THEME,
+        js=JS,
+        footer_links=["gradio", "settings"],  # the API is the page's own panel and /docs
         run_history=False,  # it would keep a typed fal key in the browser's storage
         max_file_size=config.max_download_bytes,
     )

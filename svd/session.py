@@ -59,7 +59,7 @@ def maps_preview(path: str | None) -> tuple[Image.Image | None, str]:
         return None, ""
     try:
         entries = maps_for_a_video(read_url(path, "control_maps_data_url"))
-        maps = np.stack([fit_map(decode_depth(e), 96, 54) for e in entries])
+        maps = np.stack([fit_map(decode_depth(e), 128, 72) for e in entries])
     except InputError as e:
         return None, f"⚠️ {html.escape(str(e))}"  # entry names are the uploader's text
     names = ", ".join(html.escape(PurePosixPath(e.name).name) for e in entries[:8])

@@ -249,14 +249,14 @@ def test_frames_from_pil_and_bad_shapes():
 def test_requests_go_to_the_checked_address(http_server):
     import httpx
 
-    from svd.fetch import _pinned
+    from svd.fetch import pinned
 
     base, picture = http_server
     port = base.rsplit(":", 1)[1]
-    target, headers, extensions = _pinned(f"http://example.com:{port}/a.png", "127.0.0.1")
+    target, headers, extensions = pinned(f"http://example.com:{port}/a.png", "127.0.0.1")
     assert target == f"http://127.0.0.1:{port}/a.png" and headers == {"Host": f"example.com:{port}"}
     assert httpx.get(target, headers=headers).content == picture
-    target, headers, extensions = _pinned("https://example.com/x?y=1", "2001:db8::1")
+    target, headers, extensions = pinned("https://example.com/x?y=1", "2001:db8::1")
     assert target == "https://[2001:db8::1]/x?y=1" and extensions == {"sni_hostname": "example.com"}
 
 

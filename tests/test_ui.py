@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -24,17 +25,29 @@ DEFAULTS = {
     "interpolate": 0,
     "extend": 0,
     "cache_interval": 1,
+    "min_guidance_scale": 1.0,
+    "max_guidance_scale": 3.0,
+    "seed_mode": "fixed",
     "output_format": "mp4",
     "backend": "local",
     "fal_key": "",
 }
 
 
+# What the page's `generate` answers, in order (the Stop button and states are not sent).
+RESULTS = ["video", "seed_used", "status", "progress", "preview", "seed", "outcome"]
+
+
+def generate_all(url, **fields) -> dict:
+    client = Client(url, verbose=False)
+    answer = client.predict(**{**DEFAULTS, **fields}, api_name="/generate")
+    return dict(zip(RESULTS, answer, strict=True))
+
+
 def generate(url, **fields):
     """Run the page's `generate`; returns (video, seed used, status line)."""
-    client = Client(url, verbose=False)
-    video, seed, _, status = client.predict(**{**DEFAULTS, **fields}, api_name="/generate")
-    return video, seed, status
+    answer = generate_all(url, **fields)
+    return answer["video"], answer["seed_used"], answer["status"]
 
 
 def video_frames(video):
@@ -67,9 +80,9 @@ def test_empty_seed_is_drawn(app_url, picture_path):
 
 
 def test_errors_name_the_field_and_the_app_keeps_serving(app_url, picture_path):
-    with pytest.raises(Exception, match="image_url: upload an image"):
+    with pytest.raises(Exception, match="Image: upload an image"):
         generate(app_url[0], image=None, seed="1", steps=1)
-    with pytest.raises(Exception, match="seed: expected a whole number"):
+    with pytest.raises(Exception, match="Seed: expected a whole number"):
         generate(app_url[0], image=handle_file(picture_path), seed="lucky", steps=1)
     _, seed, _ = generate(app_url[0], image=handle_file(picture_path), seed=" 2 ", steps=1)
     assert seed == "2"
@@ -116,11 +129,14 @@ def test_stop_ends_a_run_and_the_next_one_works(app_url, picture_path):
         api_name="/generate",
     )
     deadline = time.monotonic() + 60
-    while not (job.status().progress_data or []) and time.monotonic() < deadline:
-        time.sleep(0.2)  # wait until the steps are running
+    running = lambda: any("step " in str(o[RESULTS.index("progress")]) for o in job.outputs())  # noqa: E731
+    while not running() and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait until the steps are running (the page's progress says so)
+    assert running()
     client.predict(api_name="/stop")
-    with pytest.raises(Exception, match="Stopped"):
-        job.result(timeout=120)
+    answer = dict(zip(RESULTS, job.result(timeout=120), strict=True))  # not an error
+    assert re.search(r"Stopped after step \d+ of 100", answer["progress"])
+    assert answer["video"] == {"__type__": "update"}  # no new video: the last one stays
     assert len(list(out.glob("*.mp4"))) == before  # nothing half-made is kept
     _, seed, _ = generate(url, image=handle_file(picture_path), seed="5", steps=1)
     assert seed == "5"

@@ -79,6 +79,14 @@ class Backend(Protocol):
         """Load (and compile) ahead of the first request."""
         ...
 
+    def default_size(self) -> tuple[int, int]:
+        """(width, height) of a video when none is asked."""
+        ...
+
+    def default_frames(self) -> int:
+        """Frames of a video when none are asked."""
+        ...
+
     def render(self, prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:
         """Make the frames (or the file) of one prepared request."""
         ...

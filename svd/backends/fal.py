@@ -91,6 +91,12 @@ class FalBackend(BackendBase):
         self.depth_model = config.depth_model
         self.store = OutputStore(output_dir or config.output_dir)
 
+    def default_size(self) -> tuple[int, int]:
+        return 1024, 576  # fal-ai/svd's video: SVD-XT at its own size
+
+    def default_frames(self) -> int:
+        return 25
+
     def status(self) -> str:
         return f"Backend: **fal**, endpoint **{self.endpoint}**"
 

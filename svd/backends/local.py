@@ -21,7 +21,7 @@ from svd.controlnet import ControlNetSDV
 from svd.errors import BackendError
 from svd.fast import channels_last, compile_unet
 from svd.mask import MotionMask, mask_image, motion_map
-from svd.media import as_uint8_frames, decode_image, fit_image, keep_size
+from svd.media import as_uint8_frames, decode_image, fit_image, video_size
 from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
 from svd.preview import EVERY, LatentPreview
@@ -359,10 +359,13 @@ class LocalBackend(BackendBase):
             ).frames[0]
 
     def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
-        width, height = self.default_size()
-        if inp.resize_mode == "keep" and not (inp.width or inp.height):
-            width, height = keep_size(*picture, width * height)
-        return inp.width or width, inp.height or height
+        return video_size(picture, self.default_size(), inp.width, inp.height, inp.resize_mode)
+
+    def default_frames(self) -> int:
+        """Frames a run makes when none are asked: the loaded UNet's, else by the model's name."""
+        if self._pipe is not None:
+            return self._pipe.unet.config.num_frames or TINY_FRAMES
+        return 25 if "xt" in self.model.lower() else TINY_FRAMES
 
     def _decode_chunk(self, num_frames: int) -> int:
         # diffusers' docs suggest 8 on a GPU to bound memory (2 with SVD_MEMORY=low).

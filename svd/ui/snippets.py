@@ -1,0 +1,94 @@
+"""Runnable code for the page's current inputs: curl against POST /fal-ai/svd, Python
+fal-client and JavaScript @fal-ai/client, configured as the README says.
+
+Files on the page go in as data: URIs: the file itself, or, when it is over MAX_EMBED bytes,
+the picture (and mask) as the model gets them (fitted to the video size), which gives the
+same video since fitting a fitted picture changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import mimetypes
+from pathlib import Path
+
+from PIL import Image
+
+from svd.fetch import is_http
+
+APP = "fal-ai/svd"
+MAX_EMBED = 1_000_000  # bytes of a file put in a snippet as it is
+
+
+def data_uri(path: str, fitted: Image.Image | None = None) -> str:
+    """A page file as a data: URI (http(s) URLs are kept as they are)."""
+    if is_http(path):
+        return path
+    raw = Path(path).read_bytes()
+    if len(raw) > MAX_EMBED and fitted is not None:
+        buffer = io.BytesIO()
+        fitted.save(buffer, "PNG")
+        raw, kind = buffer.getvalue(), "image/png"
+    else:
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return f"data:{kind};base64,{base64.b64encode(raw).decode()}"
+
+
+def curl(body: dict, base: str, keyed: bool) -> str:
+    key = '  -H "Authorization: Key $SVD_API_KEY" \\\n' if keyed else ""
+    return (
+        f"curl -sS -X POST '{base}/{APP}' \\\n"
+        "  -H 'Content-Type: application/json' \\\n"
+        f"{key}"
+        "  --data-binary @- <<'JSON'\n"
+        f"{json.dumps(body, indent=2)}\n"
+        "JSON\n"
+    )
+
+
+def python(body: dict, base: str, queue: str | None, keyed: bool) -> str:
+    host = base.split("://", 1)[-1]
+    queue_host = queue.split("://", 1)[-1] if queue else f"{host}/queue"
+    note = ""
+    if not base.startswith("https://"):
+        note = ("# fal-client speaks https only: serve the app with --ssl-certfile and\n"
+                "# --ssl-keyfile (and --queue-port for submit); see the README.\n")  # fmt: skip
+    key = "$SVD_API_KEY" if keyed else "any value: this server asks for no key"
+    return (
+        "# pip install fal-client\n"
+        f"{note}"
+        "import json\nimport os\n\n"
+        "# fal-client reads these when it is imported: point it at this server\n"
+        f'os.environ["FAL_RUN_HOST"] = "{host}"\n'
+        f'os.environ["FAL_QUEUE_RUN_HOST"] = "{queue_host}"\n'
+        f'os.environ.setdefault("FAL_KEY", "")  # {key}\n\n'
+        "import fal_client  # noqa: E402\n\n"
+        f"arguments = json.loads(r'''{json.dumps(body, indent=4)}''')\n"
+        f'result = fal_client.run("{APP}", arguments=arguments)\n'
+        'print(result["image"]["url"], result["seed"])\n'
+    )
+
+
+def javascript(body: dict, base: str, keyed: bool) -> str:
+    key = "// FAL_KEY in the environment is sent as this server's key\n" if keyed else ""
+    return (
+        "// npm install @fal-ai/client   (then: node snippet.mjs)\n"
+        'import { fal } from "@fal-ai/client";\n\n'
+        "// fal's proxy protocol, served by this app; in a browser a plain string is enough\n"
+        f'fal.config({{ proxyUrl: {{ url: "{base}/api/fal/proxy", when: "always" }} }});\n'
+        f"{key}\n"
+        f'const {{ data, requestId }} = await fal.subscribe("{APP}", {{\n'
+        f"  input: {json.dumps(body, indent=2)},\n"
+        "  logs: true,\n"
+        "  onQueueUpdate: (update) => console.log(update.status),\n"
+        "});\n"
+        "console.log(requestId, data.image.url, data.seed);\n"
+    )
+
+
+def snippets(body: dict, base: str, queue: str | None, keyed: bool) -> tuple[str, str, str]:
+    """(curl, Python, JavaScript) for the request `body` against the server at `base`."""
+    base = base.rstrip("/")
+    return curl(body, base, keyed), python(body, base, queue, keyed), javascript(body, base, keyed)
