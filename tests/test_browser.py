@@ -1,11 +1,19 @@
 """The page in a real headless Chromium: upload, paint, generate, watch the video play."""
 
+import io
+import json
 import os
 import re
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from svd.media import fit_image
 
 from .test_control import depth_zip
 
@@ -96,16 +104,130 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
     page.locator("#generate").click()
     page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
     page.locator("#stop").click()
-    page.get_by_text("Stopped.").first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"Stopped after step \d+ of 100")).first.wait_for(timeout=60_000)
     assert len(list(out.glob("*.mp4"))) == 1
     page.close()
 
 
-def test_phone_width(browser, app_url):
-    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-    page.goto(app_url[0])
+# -- the page as a stranger meets it, on a laptop and on a phone
+
+CONTRAST = """() => {
+  const lum = (c) => {
+    const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map((v) => {
+      v = v / 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = (e) => {
+    for (; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (c && !c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') return c;
+    }
+    return 'rgb(255, 255, 255)';
+  };
+  return [...document.querySelectorAll('.info-text')].filter((e) => e.offsetParent)
+    .map((e) => {
+      const [a, b] = [lum(getComputedStyle(e).color), lum(background(e))];
+      return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    });
+}"""
+PLAYING = (
+    "() => { const v = document.querySelector('#video video');"
+    " return v && v.duration > 0 && !isNaN(v.duration) ? v.src : null; }"
+)
+
+
+def in_view(page, selector: str) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
+
+
+def errors_shown(page) -> int:
+    return page.locator(".toast-body.error").count()
+
+
+def image_of(page, selector: str) -> np.ndarray:
+    src = page.locator(f"{selector} img").first.get_attribute("src")
+    data = page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+
+
+@pytest.mark.parametrize("width, height", [(1280, 900), (390, 844)])
+def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, tmp_path):
+    url, out = app_url
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    page = context.new_page()
+    page.goto(url)
     page.locator("#generate").wait_for()
+    assert in_view(page, "#generate")  # the action is on the first screen
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0  # nothing sticks out sideways
-    page.screenshot(path=str(SHOTS / "page-390.png"), full_page=True)
-    page.close()
+    contrasts = page.evaluate(CONTRAST)
+    assert contrasts and min(contrasts) >= 4.5, contrasts
+    page.keyboard.press("Tab")
+    for _ in range(40):  # the keyboard reaches a slider, and it shows where it is
+        if page.evaluate("document.activeElement.type") == "range":
+            break
+        page.keyboard.press("Tab")
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineWidth")
+    assert float(ring.removesuffix("px")) >= 2
+    assert page.locator("#dice").get_attribute("aria-label")
+
+    # An example shows its video with one click (made on first use, kept after).
+    page.locator("#examples button.thumbnail-item").nth(1).click()
+    page.wait_for_function(PLAYING, timeout=180_000)
+    assert errors_shown(page) == 0
+
+    # The picture: what the model gets is shown, fitted as the run will fit it.
+    crop = "document.querySelector('#crop-preview img')?.src || ''"
+    example_crop = page.evaluate(crop)
+    page.locator("#image input[type=file]").set_input_files(picture_path)
+    page.wait_for_function(f"() => ({crop}) && ({crop}) !== {example_crop!r}", timeout=20_000)
+    expected = np.asarray(fit_image(Image.open(picture_path).convert("RGB"), 256, 128)).astype(int)
+    shown = image_of(page, "#crop-preview")
+    assert shown.shape == expected.shape and np.abs(shown - expected).mean() < 2
+
+    # Generate: the progress shows at once, where the button is.
+    set_slider(page, "steps", 3)
+    before = page.evaluate(PLAYING)
+    started = time.monotonic()
+    page.locator("#generate").click()
+    page.locator("#run-progress .line").first.wait_for(timeout=2_000)
+    assert time.monotonic() - started < 2 and in_view(page, "#run-progress")
+    page.wait_for_function(f"() => ({PLAYING})() && ({PLAYING})() !== {before!r}", timeout=120_000)
+    made = page.evaluate(PLAYING)
+
+    # Stop mid-run: an info line, no error, and the last video stays.
+    set_slider(page, "steps", 100)
+    page.locator("#generate").click()
+    page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
+    page.locator("#stop").click()
+    page.get_by_text(re.compile(r"Stopped after step \d+ of 100")).first.wait_for(timeout=60_000)
+    assert errors_shown(page) == 0 and page.evaluate(PLAYING) == made
+    assert page.locator("#video video").get_attribute("playsinline") is not None
+    assert page.locator("#video video").get_attribute("muted") is not None
+    page.screenshot(path=str(SHOTS / f"page-{width}.png"))
+    page.screenshot(path=str(SHOTS / f"page-{width}-full.png"), full_page=True)
+
+    if width == 1280:  # the API panel's curl, run as it is, makes a video
+        set_slider(page, "steps", 2)
+        page.get_by_text("Use this from code").click()
+        copy = page.locator("#api-curl button").first
+        copy.wait_for(timeout=20_000)
+        page.wait_for_function(
+            "() => document.querySelector('#api-curl').innerText.includes('fal-ai/svd')",
+            timeout=20_000,
+        )
+        copy.click()
+        script = page.evaluate("navigator.clipboard.readText()")
+        assert '"steps": 2' in script and "data:image/png;base64," in script
+        (tmp_path / "snippet.sh").write_text(script)
+        done = subprocess.run(["bash", str(tmp_path / "snippet.sh")], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert (out / answer["image"]["file_name"]).is_file()
+    context.close()
