@@ -78,15 +78,13 @@ def test_page_and_api_share_one_queue_and_positions_go_down(tmp_path, picture_pa
     proc, url = start_app(out)
     try:
         page = Client(url, verbose=False)
-        from .test_ui import DEFAULTS
+        from .test_ui import DEFAULTS, RESULTS, wait_running
 
         fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "1", "steps": 60}
         fields.update(num_frames=2, width=128, height=64)
         run = page.submit(**fields, api_name="/generate")
         with httpx.Client(timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while not (run.status().progress_data or []) and time.monotonic() < deadline:
-                time.sleep(0.1)  # the page's run is on the worker
+            wait_running(run)  # the page's run is on the worker
             first = submit(client, url, seed=2, steps=1, **SMALL)
             second = submit(client, url, seed=3, steps=1, **SMALL)
             assert status(client, url, first)["queue_position"] == 0
@@ -94,7 +92,7 @@ def test_page_and_api_share_one_queue_and_positions_go_down(tmp_path, picture_pa
             wait_for(client, url, first, "COMPLETED")
             assert run.done()  # the page's run went first
             wait_for(client, url, second, "COMPLETED")
-        assert run.result(timeout=10)[1] == "1"
+        assert run.result(timeout=10)[RESULTS.index("seed_used")] == "1"
     finally:
         stop_app(proc)
 

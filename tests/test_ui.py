@@ -1,5 +1,6 @@
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -36,6 +37,18 @@ DEFAULTS = {
 
 # What the page's `generate` answers, in order (the Stop button and states are not sent).
 RESULTS = ["video", "seed_used", "status", "progress", "preview", "seed", "outcome"]
+
+
+def running(job) -> bool:
+    """Whether a submitted page run shows steps in its progress display."""
+    return any("step " in str(o[RESULTS.index("progress")]) for o in job.outputs())
+
+
+def wait_running(job, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not running(job) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running(job), "the run never showed a step"
 
 
 def generate_all(url, **fields) -> dict:
@@ -119,7 +132,6 @@ def test_mask_from_strokes_or_file(app_url, picture_path, tmp_path, how):
 
 
 def test_stop_ends_a_run_and_the_next_one_works(app_url, picture_path):
-    import time
 
     url, out = app_url
     client = Client(url, verbose=False)
@@ -128,11 +140,7 @@ def test_stop_ends_a_run_and_the_next_one_works(app_url, picture_path):
         **{**DEFAULTS, "image": handle_file(picture_path), "seed": "1", "steps": 100},
         api_name="/generate",
     )
-    deadline = time.monotonic() + 60
-    running = lambda: any("step " in str(o[RESULTS.index("progress")]) for o in job.outputs())  # noqa: E731
-    while not running() and time.monotonic() < deadline:
-        time.sleep(0.2)  # wait until the steps are running (the page's progress says so)
-    assert running()
+    wait_running(job)
     client.predict(api_name="/stop")
     answer = dict(zip(RESULTS, job.result(timeout=120), strict=True))  # not an error
     assert re.search(r"Stopped after step \d+ of 100", answer["progress"])
