@@ -249,7 +249,7 @@ class JobQueue:
     def _finish(self, job: Job, output: dict | None = None, error: Failure | None = None) -> None:
         job.output, job.error, job.finished = output, error, time.time()
         job.inp = job.backend = None  # a data: URI can be large; the record keeps what matters
-        job.events = job.events[-1:]  # the last one is all the page still reads
+        job.events = list({type(e): e for e in job.events}.values())  # the last of each kind
         if error is not None:
             job.log(f"error: {error.detail}")
         job.status = "COMPLETED"
