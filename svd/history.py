@@ -143,7 +143,8 @@ def settings(store: OutputStore, record: dict) -> dict:
     inp = record.get("input") or {}
     fields = SVDInput.model_fields
     chosen = ("motion_bucket_id", "cond_aug", "steps", "fps", "control_scale", "resize_mode",
-              "loop", "interpolate", "extend", "cache_interval", "output_format")  # fmt: skip
+              "loop", "interpolate", "extend", "cache_interval", "output_format",
+              "min_guidance_scale", "max_guidance_scale")  # fmt: skip
     optional = ("num_frames", "width", "height", "decode_chunk_size")
     return {
         "image": kept_file(store, record, "input", inp.get("image_url")),

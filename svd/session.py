@@ -1,11 +1,10 @@
-"""What the page needs besides widgets: backend choice, stop requests, progress, masks."""
+"""What the page needs besides widgets: seeds, masks, depth strips, files it may show, GPU time."""
 
 from __future__ import annotations
 
 import hashlib
 import html
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -16,17 +15,10 @@ import numpy as np
 from PIL import Image
 
 from svd.archive import decode_depth, depth_strip, fit_map, maps_for_a_video
-from svd.backends import Backend, Event, describe
+from svd.backends import Backend
 from svd.errors import InputError
-from svd.fetch import file_path, is_http, read_url, shorten_data_uri
+from svd.fetch import file_path, read_url
 from svd.mask import strokes_to_mask
-
-
-def progress_line(event: Event | None, position: int | None = None) -> str:
-    """What the page says about a run: its place in the queue, else its last event."""
-    if position is not None:
-        return "waiting: next in the queue" if position == 0 else f"waiting: {position} ahead"
-    return describe(event) if event is not None else "starting"
 
 
 def parse_seed(text: str | int | None) -> int | None:
@@ -149,15 +141,3 @@ except ImportError:
 def run_on_gpu(backend: Backend, inp, on_event):
     """backend.generate; inside `spaces.GPU` on Hugging Face ZeroGPU when it runs locally."""
     return (_on_gpu if backend.needs_gpu else _generate)(backend, inp, on_event)
-
-
-def request_json(inp) -> str:
-    """The fal request body of `inp`, local files shown by name (they are uploaded first)."""
-    body = inp.fal_arguments()
-    for key, value in body.items():
-        if isinstance(value, str) and key.endswith("_url"):
-            if value.startswith("data:"):
-                body[key] = shorten_data_uri(value, 40)
-            elif not is_http(value):
-                body[key] = f"<upload of {PurePosixPath(value).name}>"
-    return json.dumps(body, indent=2)

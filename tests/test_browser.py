@@ -97,7 +97,7 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
         timeout=20_000,
     )
     assert seed_box.input_value() == "77"
-    page.screenshot(path=str(SHOTS / "page-1280.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "generate-1280.png"), full_page=True)
 
     # Stop ends a long run; nothing half-made is kept.
     set_slider(page, "steps", 100)
@@ -204,6 +204,9 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
     assert time.monotonic() - started < 2 and in_view(page, "#run-progress")
     page.wait_for_function(f"() => ({PLAYING})() && ({PLAYING})() !== {before!r}", timeout=120_000)
     made = page.evaluate(PLAYING)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / f"page-{width}.png"))  # the README shows these two
 
     # Stop mid-run: an info line, no error, and the last video stays.
     set_slider(page, "steps", 100)
@@ -214,8 +217,7 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
     assert errors_shown(page) == 0 and page.evaluate(PLAYING) == made
     assert page.locator("#video video").get_attribute("playsinline") is not None
     assert page.locator("#video video").get_attribute("muted") is not None
-    page.screenshot(path=str(SHOTS / f"page-{width}.png"))
-    page.screenshot(path=str(SHOTS / f"page-{width}-full.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / f"page-{width}-stopped.png"), full_page=True)
 
     if width == 1280:  # the API panel's curl, run as it is, makes a video
         set_slider(page, "steps", 2)

@@ -208,6 +208,7 @@ def test_python_client_cancels_a_queued_and_a_running_request(python_run):
 def test_a_request_that_cannot_start_in_time_is_a_user_timeout(python_run):
     refused = python_run["start_timeout"]
     assert refused["status"] == 504 and refused["error_type"] == "request_timeout"
+    assert refused["timeout_type"] == "user"  # so fal's clients do not retry it
     assert "could not start within 1.5 s" in refused["detail"]
 
 
@@ -410,3 +411,44 @@ def test_forwarded_headers_count_only_from_a_trusted_proxy(trusted, seen):
 
     answer = asyncio.run(ask())
     assert (answer["scheme"], answer["host"]) == seen
+
+
+# -- the page's API panel: its Python and JavaScript snippets, run as they are
+
+
+def snippet_body(files) -> dict:
+    uri = (files / "picture.txt").read_text()
+    return {"image_url": uri, "seed": 31, "steps": 2, "num_frames": 4, "width": 192,
+            "height": 128, "interpolate": 1}  # fmt: skip
+
+
+def test_the_python_snippet_runs_as_it_is(tls_app, files, tmp_path):
+    from svd.ui.snippets import snippets
+
+    main, queue, _ = tls_app
+    _, code, _ = snippets(snippet_body(files), main, queue, keyed=True)
+    (tmp_path / "snippet.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "snippet.py")], capture_output=True, text=True,
+        env={**os.environ, "FAL_KEY": KEY, "SSL_CERT_FILE": str(files / "ca.pem")}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    url, seed = done.stdout.split()
+    assert url.startswith(f"{main}/outputs/") and seed == "31"
+
+
+def test_the_javascript_snippet_runs_as_it_is(plain_app, files):
+    from svd.ui.snippets import snippets
+
+    folder = node_client()
+    _, _, code = snippets(snippet_body(files), plain_app, None, keyed=True)
+    script = folder / "snippet-test.mjs"  # beside node_modules, where the client resolves
+    script.write_text(code)
+    try:
+        done = subprocess.run(["node", script.name], cwd=folder, capture_output=True, text=True,
+                              env={**os.environ, "FAL_KEY": KEY}, timeout=120)  # fmt: skip
+    finally:
+        script.unlink()
+    assert done.returncode == 0, done.stderr[-3000:]
+    request_id, url, seed = done.stdout.split()[-3:]
+    assert request_id and url.startswith(f"{plain_app}/outputs/") and seed == "31"

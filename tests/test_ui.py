@@ -188,7 +188,7 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     Image.new("L", (192, 128), 0).save(mask)
     inp = SVDInput(image_url=picture_path, mask_image_url=str(mask), seed=42, steps=2,
                    num_frames=6, width=192, height=128, motion_bucket_id=33,
-                   cache_interval=2)  # fmt: skip
+                   cache_interval=2, min_guidance_scale=1.5)  # fmt: skip
     tiny_backend.generate(inp)
     record = history.entries(tiny_backend.store)[0]
     caption = "seed 42 · motion 33 · 2 steps · mask · deep features every 2 steps"
@@ -198,6 +198,7 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     assert (s["seed"], s["motion_bucket_id"], s["num_frames"], s["width"]) == ("42", 33, 6, 192)
     assert s["decode_chunk_size"] == 0 and s["backend"] == "local"
     assert s["cache_interval"] == 2
+    assert (s["min_guidance_scale"], s["max_guidance_scale"]) == (1.5, 3.0)
 
 
 def test_stop_reaches_a_run_that_still_waits(tmp_path, picture_path):

@@ -187,7 +187,10 @@ def _results(w: dict, store) -> None:
 
 
 def _header(w: dict, backend) -> None:
-    gr.Markdown(f"# {TITLE}\nAnimate a picture with Stable Video Diffusion.")
+    gr.Markdown(
+        f"# {TITLE}\nAnimate a picture with Stable Video Diffusion. "
+        "[Use it from code](#api) · [API docs](docs)"
+    )
     w["outcome"] = gr.Markdown(elem_id="outcome")
     w["status"] = gr.Markdown(backend.status(), elem_id="status")
     w["examples"] = gr.Gallery(

@@ -55,7 +55,10 @@ def python(body: dict, base: str, queue: str | None, keyed: bool) -> str:
     if not base.startswith("https://"):
         note = ("# fal-client speaks https only: serve the app with --ssl-certfile and\n"
                 "# --ssl-keyfile (and --queue-port for submit); see the README.\n")  # fmt: skip
-    key = "$SVD_API_KEY" if keyed else "any value: this server asks for no key"
+    if keyed:
+        key = "# FAL_KEY in the environment is sent as this server's key (SVD_API_KEY)\n"
+    else:
+        key = 'os.environ.setdefault("FAL_KEY", "unused")  # this server asks for no key\n'
     return (
         "# pip install fal-client\n"
         f"{note}"
@@ -63,7 +66,7 @@ def python(body: dict, base: str, queue: str | None, keyed: bool) -> str:
         "# fal-client reads these when it is imported: point it at this server\n"
         f'os.environ["FAL_RUN_HOST"] = "{host}"\n'
         f'os.environ["FAL_QUEUE_RUN_HOST"] = "{queue_host}"\n'
-        f'os.environ.setdefault("FAL_KEY", "")  # {key}\n\n'
+        f"{key}\n"
         "import fal_client  # noqa: E402\n\n"
         f"arguments = json.loads(r'''{json.dumps(body, indent=4)}''')\n"
         f'result = fal_client.run("{APP}", arguments=arguments)\n'

@@ -25,7 +25,8 @@ def failure(call) -> dict:
         call()
     except FalClientHTTPError as e:
         return {"status": e.status_code, "detail": e.message, "error_type": e.error_type,
-                "request_id": e.response_headers.get("x-fal-request-id")}  # fmt: skip
+                "request_id": e.response_headers.get("x-fal-request-id"),
+                "timeout_type": e.response_headers.get("x-fal-request-timeout-type")}  # fmt: skip
     return {"status": None}
 
 
