@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from svd.schema import SVDInput
-from svd.session import parse_seed
+from svd.errors import InputError
+from svd.schema import SVDInput, parse_input
+from svd.session import mask_from_page, parse_seed
 
 SCHEMA = SVDInput.model_fields
 
@@ -159,3 +160,20 @@ def in_page_words(message: str) -> str:
     if sep and field in LABELS:
         return f"{LABELS[field]}: {rest}"
     return message
+
+
+def page_request(values: dict, backends, mask_dir) -> tuple:
+    """The page's values as (SVDInput, the backend for it); InputError names the field."""
+    if not values["image"]:
+        raise InputError("image_url", "upload an image first")
+    key = (values["fal_key"] or "").strip() or None
+    chosen = backends.pick(values["backend"], key)
+    body = {
+        **request_values(values),
+        "image_url": values["image"],
+        "mask_image_url": mask_from_page(values["strokes"], values["mask_file"], mask_dir),
+        "control_maps_data_url": values["control_maps"] or None,
+    }
+    if values.get("seed_mode") == "random":
+        body["seed"] = None
+    return parse_input(body), chosen

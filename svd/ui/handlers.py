@@ -4,14 +4,12 @@ wires these up is svd/ui/layout.py."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import html
-import inspect
 import tempfile
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image
 
 from svd import history
 from svd.backends.choice import Backends
@@ -19,27 +17,19 @@ from svd.depth_video import video_to_depth_archive
 from svd.errors import BackendError, InputError
 from svd.fetch import is_http
 from svd.jobs import CANCELLED, Job, JobQueue
-from svd.mask import mask_image, motion_map
-from svd.media import decode_image, fit_image, video_size
-from svd.schema import SVDOutput, parse_input
-from svd.session import local_path, mask_from_page, scratch, servable, sweep_scratch
+from svd.schema import SVDOutput
+from svd.session import local_path, scratch, servable, sweep_scratch
 from svd.settings import settings
-from svd.ui import examples, progress, snippets, summary
-from svd.ui.fields import FIELDS, KEYS, in_page_words, request_values
+from svd.ui import examples, progress
+from svd.ui.adapters import visitor
+from svd.ui.fields import FIELDS, KEYS, in_page_words, page_request
+from svd.ui.previews import Previews
 
 # What `generate` updates, in this order (a handler yields a dict of some of these names).
 OUTPUTS = ["video", "seed_used", "status", "progress", "preview", "stop", "seed", "last_run",
            "outcome"]  # fmt: skip
 POLL = 0.25  # seconds between looks at a running job
 PREVIEW_SIDE = 256  # the live preview is shown this wide
-
-
-def visitor(request: gr.Request | None) -> tuple[str, str]:
-    """The browser session and client address of a page request."""
-    if request is None:
-        return "", ""
-    client = getattr(request, "client", None)
-    return request.session_hash or "", getattr(client, "host", "") or ""
 
 
 def page_error(detail) -> str:
@@ -61,64 +51,6 @@ def painter_background(image: str | None) -> dict | None:
     return {"background": image, "layers": [], "composite": image}
 
 
-def by_key(fn, outputs: list[str] = OUTPUTS):
-    """`fn(values, request)`, an async generator of {output name: value} dicts, as a Gradio
-    handler whose parameters are the field table's keys (they name the `generate`
-    endpoint's parameters) and whose yields are lists in `outputs` order."""
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter(k, kind) for k in KEYS]
-    params.append(inspect.Parameter("request", kind, default=None, annotation=gr.Request))
-
-    async def handler(*args, **kwargs):
-        n = len(KEYS)
-        extra = [*args[n:], *kwargs.values()]  # Gradio places the request by its own rules
-        request = next((a for a in extra if isinstance(a, gr.Request)), None)
-        async for update in fn(dict(zip(KEYS, args[:n], strict=True)), request):
-            yield [update.get(name, gr.update()) for name in outputs]
-
-    handler.__signature__ = inspect.Signature(params)
-    handler.__annotations__ = {"request": gr.Request}  # Gradio reads the type hints here
-    return handler
-
-
-def keyed(fn):
-    """`fn(values, request)` as a Gradio handler whose parameters are the field table's keys."""
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter(k, kind) for k in KEYS]
-    params.append(inspect.Parameter("request", kind, default=None, annotation=gr.Request))
-
-    def handler(*args, **kwargs):
-        n = len(KEYS)
-        extra = [*args[n:], *kwargs.values()]
-        request = next((a for a in extra if isinstance(a, gr.Request)), None)
-        return fn(dict(zip(KEYS, args[:n], strict=True)), request)
-
-    handler.__signature__ = inspect.Signature(params)
-    handler.__annotations__ = {"request": gr.Request}
-    return handler
-
-
-def in_order(fn, outputs: list[str]):
-    """`fn`, an async generator of {output name: value} dicts, yielding lists in `outputs`
-    order (Gradio reads `fn`'s own signature for what to inject)."""
-
-    @functools.wraps(fn)
-    async def handler(*args, **kwargs):
-        async for update in fn(*args, **kwargs):
-            yield [update.get(name, gr.update()) for name in outputs]
-
-    return handler
-
-
-def bordered(image: Image.Image, color: str = "#2563eb", width: int = 3) -> Image.Image:
-    """`image` with a visible frame, so a white mask shows its edges on a white page."""
-    framed = image.convert("RGB")
-    ImageDraw.Draw(framed).rectangle(
-        (0, 0, framed.width - 1, framed.height - 1), outline=color, width=width
-    )
-    return framed
-
-
 class Handlers:
     """What the page's events do; runs go through `jobs`, the queue the HTTP API shares."""
 
@@ -126,29 +58,13 @@ class Handlers:
         self.jobs, self.backends = jobs, backends
         self.backend, self.store = backends.default, backends.default.store
         self.mask_dir = scratch("masks")
-        self.rates: dict[str, float | None] = {}  # seconds per unit of work, per backend
+        self.previews = Previews(backends, self.mask_dir)
 
     # -- the run
 
-    def request(self, values: dict) -> tuple:
-        """The page's values as (SVDInput, the backend for it); InputError names the field."""
-        if not values["image"]:
-            raise InputError("image_url", "upload an image first")
-        key = (values["fal_key"] or "").strip() or None
-        chosen = self.backends.pick(values["backend"], key)
-        body = {
-            **request_values(values),
-            "image_url": values["image"],
-            "mask_image_url": mask_from_page(values["strokes"], values["mask_file"], self.mask_dir),
-            "control_maps_data_url": values["control_maps"] or None,
-        }
-        if values.get("seed_mode") == "random":
-            body["seed"] = None
-        return parse_input(body), chosen
-
     async def generate(self, values: dict, request: gr.Request):
         try:
-            inp, chosen = self.request(values)
+            inp, chosen = page_request(values, self.backends, self.mask_dir)
             job = self.jobs.submit(inp, "page", *visitor(request), backend=chosen)
         except (InputError, BackendError) as e:
             raise refused(e) from None
@@ -169,13 +85,14 @@ class Handlers:
             raise gr.Error(html.escape(page_error(job.error.detail)))
         out = SVDOutput.model_validate(job.output)
         name = values["backend"]
-        self.rates.pop(self.backends.chosen(name).name, None)  # a new run: a new estimate
+        self.previews.rates.pop(self.backends.chosen(name).name, None)  # a new run: a new estimate
         seconds = job.inference_time or 0
         yield {
             **done, "video": local_path(out.image.url), "seed_used": str(out.seed),
             "status": self.backends.chosen(name).status(),
             "progress": progress.panel(f"Done in {seconds:.1f} s: seed {out.seed}", kind="done"),
-            "last_run": Path(out.image.file_name or "").stem, "outcome": self.outcome(values),
+            "last_run": Path(out.image.file_name or "").stem,
+            "outcome": self.previews.outcome(values),
             "seed": str(out.seed + 1) if values.get("seed_mode") == "increment" else gr.update(),
         }  # fmt: skip
 
@@ -246,105 +163,6 @@ class Handlers:
         yield {**filled, "video": servable(str(kept)), "seed_used": str(examples.SEED),
                "progress": progress.panel(f"Example: {chosen.caption}", kind="done")}  # fmt: skip
 
-    # -- previews of what the model gets
-
-    def size_of(self, values: dict, picture: tuple[int, int]) -> tuple[int, int]:
-        backend = self.backends.chosen(values.get("backend"))
-        return video_size(picture, backend.default_size(), int(values.get("width") or 0) or None,
-                          int(values.get("height") or 0) or None,
-                          values.get("resize_mode") or "crop")  # fmt: skip
-
-    def fitted(self, values: dict) -> tuple[Image.Image | None, Image.Image | None]:
-        """The picture and the mask as the model gets them (fitted to size and resize_mode)."""
-        if not values.get("image"):
-            return None, None
-        try:
-            picture = decode_image(Path(values["image"]).read_bytes(), "image_url")
-        except (InputError, OSError):
-            return None, None
-        width, height = self.size_of(values, picture.size)
-        mode = values.get("resize_mode") or "crop"
-        fitted = fit_image(picture, width, height, mode)
-        mask = mask_from_page(values.get("strokes"), values.get("mask_file"), self.mask_dir)
-        if mask is None:
-            return fitted, None
-        try:
-            moves = motion_map(decode_image(Path(mask).read_bytes(), "mask_image_url"), width,
-                               height, mode)  # fmt: skip
-        except (InputError, OSError):
-            return fitted, None
-        return fitted, mask_image(moves)
-
-    def crop_preview(self, *args):
-        values = dict(zip(CROP_KEYS, args, strict=True))
-        picture, mask = self.fitted(values)
-        return (
-            gr.update(value=picture, visible=picture is not None),
-            gr.update(value=bordered(mask) if mask is not None else None, visible=mask is not None),
-        )
-
-    def mask_preview(self, strokes, mask_file):
-        path = mask_from_page(strokes, mask_file, self.mask_dir)
-        if path is None:
-            return gr.update(value=None, visible=False)
-        shown = ImageOps.contain(Image.open(path).convert("L"), (512, 512))
-        return gr.update(value=bordered(shown), visible=True)
-
-    # -- the header line and the API panel
-
-    def rate(self, backend) -> float | None:
-        if backend.name not in self.rates:
-            self.rates[backend.name] = summary.seconds_per_work(backend)
-        return self.rates[backend.name]
-
-    def outcome(self, values: dict, maps: int | None = None) -> str:
-        backend = self.backends.chosen(values.get("backend"))
-        if values.get("image"):
-            try:
-                with Image.open(values["image"]) as picture:
-                    values = {**values, "picture_size": picture.size}
-            except OSError:
-                pass
-        if maps is None and values.get("control_maps"):
-            maps = self.maps_count(values["control_maps"])
-        return summary.outcome(values, backend, self.rate(backend), maps)
-
-    def maps_count(self, path: str) -> int | None:
-        from svd.archive import maps_for_a_video
-        from svd.fetch import read_url
-
-        try:
-            return len(maps_for_a_video(read_url(path, "control_maps_data_url")))
-        except InputError:
-            return None
-
-    def outcome_of(self, *args):
-        return self.outcome(dict(zip(OUTCOME_KEYS, args, strict=True)))
-
-    def api_code(self, values: dict, request: gr.Request) -> tuple[str, str, str]:
-        """Snippets for the current inputs, against this server as the visitor reached it."""
-        if not values.get("image"):
-            text = "Upload a picture first: the snippets carry it."
-            return text, "# " + text, "// " + text
-        try:
-            inp, _ = self.request({**values, "seed_mode": "fixed"})
-        except InputError as e:
-            text = in_page_words(str(e))
-            return f"# {text}", f"# {text}", f"// {text}"
-        picture, mask = self.fitted(values)
-        body = inp.model_dump(exclude_none=True, exclude_defaults=True)
-        body["image_url"] = snippets.data_uri(inp.image_url, picture)
-        if inp.mask_image_url:
-            body["mask_image_url"] = snippets.data_uri(inp.mask_image_url, mask)
-        if inp.control_maps_data_url:
-            body["control_maps_data_url"] = snippets.data_uri(inp.control_maps_data_url)
-        base = str(request.base_url) if request is not None else "http://127.0.0.1:7860/"
-        queue = None
-        if settings().queue_port:
-            scheme, _, rest = base.rstrip("/").partition("://")
-            queue = f"{scheme}://{rest.rsplit(':', 1)[0]}:{settings().queue_port}"
-        return snippets.snippets(body, base, queue, bool(settings().api_key))
-
     # -- depth maps, history
 
     def depth_from_video(self, video):
@@ -400,6 +218,3 @@ class Handlers:
 
 EXTRAS = [f.key for f in FIELDS if f.place == "advanced" and f.key not in
           ("loop", "output_format", "interpolate")]  # fmt: skip
-CROP_KEYS = ["image", "strokes", "mask_file", "width", "height", "resize_mode", "backend"]
-OUTCOME_KEYS = ["image", "control_maps", "num_frames", "fps", "width", "height", "resize_mode",
-                "loop", "interpolate", "extend", "steps", "backend"]  # fmt: skip

@@ -15,18 +15,10 @@ from svd.jobs import JobQueue
 from svd.session import maps_preview
 from svd.settings import settings
 from svd.ui import examples, progress
+from svd.ui.adapters import by_key, in_order, keyed
 from svd.ui.fields import FIELDS, KEYS, make
-from svd.ui.handlers import (
-    CROP_KEYS,
-    EXTRAS,
-    OUTCOME_KEYS,
-    OUTPUTS,
-    Handlers,
-    by_key,
-    in_order,
-    keyed,
-    painter_background,
-)  # fmt: skip
+from svd.ui.handlers import EXTRAS, OUTPUTS, Handlers, painter_background
+from svd.ui.previews import CROP_KEYS, OUTCOME_KEYS  # fmt: skip
 
 TITLE = "SVD Studio"
 ASSETS = examples.ASSETS
@@ -204,17 +196,18 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     """The events: previews as inputs change, then Generate and Stop, then the history."""
     off = {"api_name": False}
     w["image"].change(painter_background, inputs=w["image"], outputs=w["strokes"], **off)
+    see = h.previews  # what the model will get, before a run
     strokes, mask_file = w["strokes"], w["mask_file"]
     # A stroke fires `input`/`apply`; a new background fires `change`.
     for event in (strokes.change, strokes.input, strokes.apply, mask_file.change):
-        event(h.mask_preview, inputs=[strokes, mask_file], outputs=w["mask_preview"], **off)
+        event(see.mask_preview, inputs=[strokes, mask_file], outputs=w["mask_preview"], **off)
     crop = [w[k] for k in CROP_KEYS]
     for key in ("image", "mask_file", "width", "height", "resize_mode", "backend"):
-        w[key].change(h.crop_preview, inputs=crop, outputs=[w["crop"], w["crop_mask"]], **off)
-    strokes.apply(h.crop_preview, inputs=crop, outputs=[w["crop"], w["crop_mask"]], **off)
+        w[key].change(see.crop_preview, inputs=crop, outputs=[w["crop"], w["crop_mask"]], **off)
+    strokes.apply(see.crop_preview, inputs=crop, outputs=[w["crop"], w["crop_mask"]], **off)
     shown = [w[k] for k in OUTCOME_KEYS]
     for key in OUTCOME_KEYS:
-        w[key].change(h.outcome_of, inputs=shown, outputs=w["outcome"], **off)
+        w[key].change(see.outcome_of, inputs=shown, outputs=w["outcome"], **off)
     w["control_maps"].change(
         strip_html, inputs=w["control_maps"], outputs=[w["maps_strip"], w["maps_info"]], **off
     )
@@ -225,7 +218,7 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     extras = [w[k] for k in EXTRAS]
     w["backend"].change(h.fit_to, inputs=w["backend"], outputs=[w["status"], *extras], **off)
     run = w["generate"].click(
-        by_key(h.generate), inputs=[w[k] for k in KEYS], outputs=[w[k] for k in OUTPUTS],
+        by_key(h.generate, OUTPUTS), inputs=[w[k] for k in KEYS], outputs=[w[k] for k in OUTPUTS],
         api_name="generate", show_progress="hidden",
         concurrency_limit=None,  # the shared queue orders the runs
     )  # fmt: skip
@@ -241,15 +234,15 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
         concurrency_limit=None, **off,
     )  # fmt: skip
     code = [w["api_curl"], w["api_python"], w["api_js"]]
-    w["api"].expand(keyed(h.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
-    run.then(keyed(h.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
+    w["api"].expand(keyed(see.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
+    run.then(keyed(see.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
     w["gallery"].select(
         h.pick, inputs=w["records"], outputs=[w["picked"], w["reuse"], w["picked_json"]], **off
     )
     w["reuse"].click(h.reuse, inputs=w["picked"], outputs=[w[k] for k in KEYS], **off)
     app.unload(h.leave)
     app.load(
-        lambda mine, *values: (h.backend.status(), *h.shown(mine), h.outcome_of(*values),
+        lambda mine, *values: (h.backend.status(), *h.shown(mine), see.outcome_of(*values),
                                *h.model_help()),
         inputs=[w["mine"], *shown],
         outputs=[w["status"], w["gallery"], w["records"], w["outcome"], w["num_frames"],
