@@ -25,6 +25,7 @@ REQUEST_ID = "X-Fal-Request-Id"
 TIMEOUT_HEADER = "x-fal-request-timeout"
 RETRY_AFTER = "10"  # seconds, on a full queue
 STREAM_POLL = 0.2  # seconds between looks at a request whose status is streamed
+KEEP_ALIVE = 15.0  # seconds of silence after which the stream sends a comment line
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 FAL_BODY = {"content": {"application/json": {"schema": SVDInput.model_json_schema()}}}
 
@@ -241,17 +242,21 @@ def queue_status_stream(request_id: str, request: Request, logs: str | None = No
     with_logs = wants_logs(logs)
 
     async def events():
-        sent, last = 0, None
+        sent, last, quiet = 0, None, 0.0
         while True:
             job_now = jobs_of(request).get(request_id) or job
             new = job_now.logs[sent:]
             body = status_body(request, job_now, list(new) if with_logs else None)
             if body != last or new:  # each event carries only the log lines not yet sent
                 yield f"data: {json.dumps(body)}\n\n"
-                sent, last = sent + len(new), body
+                sent, last, quiet = sent + len(new), body, 0.0
+            elif quiet >= KEEP_ALIVE:  # a long wait in the queue: proxies keep the line open
+                yield ": keep-alive\n\n"
+                quiet = 0.0
             if job_now.status == "COMPLETED":
                 return
             await asyncio.sleep(STREAM_POLL)
+            quiet += STREAM_POLL
 
     return StreamingResponse(
         events(), media_type="text/event-stream",

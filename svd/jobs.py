@@ -79,6 +79,7 @@ class Job:
     finished: float | None = None
     events: list[Event] = field(default_factory=list)  # this process's run only
     webhook: dict | None = None  # {"url", "files"}: where to POST the result, and file URLs
+    deadline: threading.Timer | None = None  # ends the request if it has not started by then
     backend: Backend | None = None  # a backend for this request alone (a visitor's fal key)
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
@@ -156,9 +157,9 @@ class JobQueue:
             self._pending.append(job)
             self._lock.notify()
         if start_timeout is not None:
-            timer = threading.Timer(start_timeout, self._expire, (job, start_timeout))
-            timer.daemon = True
-            timer.start()
+            job.deadline = threading.Timer(start_timeout, self._expire, (job, start_timeout))
+            job.deadline.daemon = True
+            job.deadline.start()
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -212,6 +213,8 @@ class JobQueue:
             self._start(job, backend)
 
     def _start(self, job: Job, backend: Backend) -> None:
+        if job.deadline is not None:  # it started in time: no thread waits on for it
+            job.deadline.cancel()
         job.status, job.started = "IN_PROGRESS", time.time()
         try:
             self._save(job, "status", "started")
@@ -248,6 +251,8 @@ class JobQueue:
 
     def _finish(self, job: Job, output: dict | None = None, error: Failure | None = None) -> None:
         job.output, job.error, job.finished = output, error, time.time()
+        if job.deadline is not None:
+            job.deadline.cancel()
         job.inp = job.backend = None  # a data: URI can be large; the record keeps what matters
         job.events = list({type(e): e for e in job.events}.values())  # the last of each kind
         if error is not None:

@@ -114,3 +114,17 @@ def test_two_workers_run_two_requests_at_once(tmp_path):
                 assert client.get(f"{url}/queue/fal-ai/svd/requests/{i}").status_code == 200
     finally:
         stop_app(proc)
+
+
+def test_a_start_deadline_holds_no_thread_once_the_request_ran(tmp_path, picture_path):
+    from svd.jobs import JobQueue
+    from svd.schema import SVDInput
+
+    def run(backend, inp, on_event):
+        raise RuntimeError("done at once")
+
+    jobs = JobQueue([object()], tmp_path, run=run)
+    job = jobs.submit(SVDInput(image_url=picture_path), start_timeout=3600)
+    assert job.done.wait(30) and job.error.error_type == "runner_server_error"
+    job.deadline.join(5)  # cancelled when it started: no thread sleeps an hour for it
+    assert not job.deadline.is_alive()

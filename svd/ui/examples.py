@@ -66,7 +66,7 @@ def cache_path(backend: Backend, example: Example) -> Path:
     """Where this backend's (and model's) video of `example` is kept."""
     model = getattr(backend, "model", None) or backend.name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{backend.name}-{model}").strip("-")
-    return backend.store.root / "examples" / slug / f"{example.name}.mp4"
+    return backend.store.root / "examples" / f"{slug}-{example.name}.mp4"  # a name per model
 
 
 def cached(backend: Backend, example: Example) -> Path | None:

@@ -3,6 +3,7 @@ them, the header line (what comes out, how long, the licence), and the API panel
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
@@ -22,6 +23,15 @@ from svd.ui.fields import in_page_words, page_request
 CROP_KEYS = ["image", "strokes", "mask_file", "width", "height", "resize_mode", "backend"]
 OUTCOME_KEYS = ["image", "control_maps", "num_frames", "fps", "width", "height", "resize_mode",
                 "loop", "interpolate", "extend", "steps", "backend"]  # fmt: skip
+
+
+@functools.lru_cache(maxsize=32)
+def maps_count(path: str) -> int | None:
+    """The number of maps in an uploaded archive (each upload has a path of its own)."""
+    try:
+        return len(maps_for_a_video(read_url(path, "control_maps_data_url")))
+    except InputError:
+        return None
 
 
 def bordered(image: Image.Image, color: str = "#2563eb", width: int = 3) -> Image.Image:
@@ -96,14 +106,8 @@ class Previews:
             except OSError:
                 pass
         if maps is None and values.get("control_maps"):
-            maps = self.maps_count(values["control_maps"])
+            maps = maps_count(values["control_maps"])
         return summary.outcome(values, backend, self.rate(backend), maps)
-
-    def maps_count(self, path: str) -> int | None:
-        try:
-            return len(maps_for_a_video(read_url(path, "control_maps_data_url")))
-        except InputError:
-            return None
 
     def outcome_of(self, *args):
         return self.outcome(dict(zip(OUTCOME_KEYS, args, strict=True)))
