@@ -235,3 +235,25 @@ def test_page_makes_depth_maps_from_a_video(app_url, tmp_path):
     client = Client(app_url[0], verbose=False)
     archive = client.predict(video=handle_file(driving_video(tmp_path)), api_name="/depth_maps")
     assert len(read_archive(open(archive, "rb").read())) == 5
+
+
+def test_seed_modes(app_url, picture_path):
+    image = handle_file(picture_path)
+    kept = generate_all(app_url[0], image=image, seed="10", steps=1, seed_mode="fixed")
+    assert kept["seed_used"] == "10" and kept["seed"] == {"__type__": "update"}  # box as it was
+    counted = generate_all(app_url[0], image=image, seed="10", steps=1, seed_mode="increment")
+    assert counted["seed_used"] == "10" and counted["seed"] == "11"  # the next run's seed
+    drawn = generate_all(app_url[0], image=image, seed="10", steps=1, seed_mode="random")
+    assert drawn["seed_used"] != "10"  # the box is not used
+
+
+@pytest.mark.parametrize("loop", ["none", "pingpong", "crossfade"])
+@pytest.mark.parametrize("between", [0, 2])
+def test_the_header_counts_the_frames_the_file_gets(loop, between):
+    from svd.post import finish
+    from svd.ui.summary import frames_out
+
+    made = np.zeros((14, 16, 16, 3), np.uint8)
+    made[:, :8] = np.arange(14)[:, None, None, None] * 10  # frames that differ
+    frames, fps = finish(made, 7, between, loop)
+    assert frames_out(14, 7, between, loop, 0) == (len(frames), fps)
