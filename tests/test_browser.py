@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from svd.media import fit_image
 
@@ -58,13 +59,20 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
     page.get_by_text("Motion mask (optional)").click()
     canvas = page.locator("#mask canvas").first
     canvas.wait_for(state="visible", timeout=20_000)
-    page.wait_for_timeout(1000)  # let the painter take the picture as its background
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5, steps=8)
-    page.mouse.up()
-    page.locator("#mask-preview img").wait_for(state="visible", timeout=20_000)
+    page.locator("#crop-preview img").wait_for(timeout=20_000)  # the upload has been taken
+    for _ in range(3):  # a stroke made before the painter has the picture is wiped by it
+        page.wait_for_timeout(1000)
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5, steps=8)
+        page.mouse.up()
+        try:
+            page.locator("#mask-preview img").wait_for(state="visible", timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    page.locator("#mask-preview img").wait_for(state="visible", timeout=1_000)
     page.get_by_text("Depth control maps (optional)").click()
     maps = depth_zip(tmp_path, "maps.zip", [255, 200, 150, 100, 50])
     page.locator("#control-maps input[type=file]").set_input_files(maps)

@@ -195,7 +195,9 @@ def _header(w: dict, backend) -> None:
 def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     """The events: previews as inputs change, then Generate and Stop, then the history."""
     off = {"api_name": False}
-    w["image"].change(painter_background, inputs=w["image"], outputs=w["strokes"], **off)
+    # The painter takes the picture at once, ahead of the queued previews.
+    w["image"].change(painter_background, inputs=w["image"], outputs=w["strokes"], queue=False,
+                      **off)  # fmt: skip
     see = h.previews  # what the model will get, before a run
     strokes, mask_file = w["strokes"], w["mask_file"]
     # A stroke fires `input`/`apply`; a new background fires `change`.
