@@ -52,7 +52,7 @@ class FalRouting:
         if scope["type"] not in ("http", "websocket"):
             return await self.inner(scope, receive, send)
         self._forwarded_host(scope)
-        path = scope["path"]
+        path = _local_path(scope)
         if scope["type"] == "websocket" and self._on_queue_host(scope):
             return await send({"type": "websocket.close", "code": 1008})
         if scope["type"] == "http" and path == PROXY_PATH:
@@ -120,7 +120,15 @@ def _local_target(target: str) -> tuple[str, bytes] | None:
     return RUN_HOSTS[host] + parts.path, parts.query.encode()
 
 
+def _local_path(scope) -> str:
+    """The request's path below the app's root path (uvicorn puts the root path in front)."""
+    root, path = scope.get("root_path", ""), scope["path"]
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def _rewrite(scope, path: str, query: bytes) -> None:
+    """Point the request at `path` (below the root path) with `query`."""
+    path = scope.get("root_path", "") + path
     scope["path"], scope["raw_path"], scope["query_string"] = path, path.encode(), query
 
 

@@ -452,3 +452,28 @@ def test_the_javascript_snippet_runs_as_it_is(plain_app, files):
     assert done.returncode == 0, done.stderr[-3000:]
     request_id, url, seed = done.stdout.split()[-3:]
     assert request_id and url.startswith(f"{plain_app}/outputs/") and seed == "31"
+
+
+def test_routing_keeps_the_root_path_behind_a_prefixing_proxy():
+    """Under --root-path, uvicorn puts the prefix in front of every path; so must we."""
+    import asyncio
+
+    from starlette.responses import JSONResponse
+
+    from svd.routing import FalRouting
+
+    async def echo(scope, receive, send):
+        await JSONResponse({"path": scope["path"]})(scope, receive, send)
+
+    async def ask(path, headers):
+        transport = httpx.ASGITransport(app=FalRouting(echo), root_path="/svd")
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return (await c.post(path, headers=headers)).json()["path"]
+
+    proxied = {"x-fal-target-url": "https://queue.fal.run/fal-ai/svd/requests/abc/status"}
+    assert asyncio.run(ask("/svd/api/fal/proxy", proxied)) == (
+        "/svd/queue/fal-ai/svd/requests/abc/status"
+    )
+    queue_host = {"host": "queue.svd.example.com"}
+    assert asyncio.run(ask("/svd/fal-ai/svd", queue_host)) == "/svd/queue/fal-ai/svd"
+    assert asyncio.run(ask("/svd/other", {})) == "/svd/other"
