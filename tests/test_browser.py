@@ -140,6 +140,7 @@ CONTRAST = """() => {
       return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
     });
 }"""
+SOURCE = "document.querySelector('#video video')?.src"
 PLAYING = (
     "() => { const v = document.querySelector('#video video');"
     " return v && v.duration > 0 && !isNaN(v.duration) ? v.src : null; }"
@@ -205,12 +206,20 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
 
     # Generate: the progress shows at once, where the button is.
     set_slider(page, "steps", 3)
-    before = page.evaluate(PLAYING)
+    before = page.evaluate(SOURCE)
+    said = page.locator("#run-progress").inner_text()  # the example's line
     started = time.monotonic()
     page.locator("#generate").click()
-    page.locator("#run-progress .line").first.wait_for(timeout=2_000)
+    page.wait_for_function(
+        f"() => {{ const t = document.querySelector('#run-progress').innerText.trim();"
+        f" return t && t !== {json.dumps(said)}; }}",
+        timeout=2_000,
+    )
     assert time.monotonic() - started < 2 and in_view(page, "#run-progress")
-    page.wait_for_function(f"() => ({PLAYING})() && ({PLAYING})() !== {before!r}", timeout=120_000)
+    page.wait_for_function(f"() => ({SOURCE}) && ({SOURCE}) !== {json.dumps(before)}",
+                           timeout=120_000)  # fmt: skip
+    page.locator("#video video").scroll_into_view_if_needed()  # a phone loads it in view
+    page.wait_for_function(PLAYING, timeout=60_000)
     made = page.evaluate(PLAYING)
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(500)
