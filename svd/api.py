@@ -138,8 +138,7 @@ def webhook_of(request: Request) -> dict | None:
     try:
         return {"url": webhooks.check(url), "files": files_url(request)}
     except InputError as e:
-        detail = [{"loc": ["query", e.field], "msg": e.message, "type": "value_error"}]
-        raise HTTPException(422, detail) from None
+        raise HTTPException(422, e.fal_detail("query")) from None
 
 
 def submit(inp: SVDInput, request: Request, webhook: dict | None = None) -> Job:

@@ -30,10 +30,11 @@ class InputError(ValueError):
             message += f" (got {short(first['input'])})"
         return cls(field, message, details)
 
-    def fal_detail(self) -> list[dict]:
-        """The problems as fal and FastAPI word a 422: [{loc: ["body", field], msg, type}]."""
+    def fal_detail(self, where: str = "body") -> list[dict]:
+        """The problems as fal and FastAPI word a 422: [{loc: [where, field], msg, type}];
+        `where` is the part of the request: body, query, header."""
         return [
-            {"loc": ["body", *d["loc"]], "msg": d["msg"], "type": d.get("type", "value_error")}
+            {"loc": [where, *d["loc"]], "msg": d["msg"], "type": d.get("type", "value_error")}
             for d in self.details
         ]
 

@@ -34,9 +34,11 @@ class LatentPreview:
         self.previous: torch.Tensor | None = None  # the middle frame's latent, last step
 
     def after_step(self, latents: torch.Tensor, sigmas, i: int, steps: int) -> np.ndarray | None:
+        if self.every <= 0:
+            return None
         middle = latents[0, latents.shape[1] // 2].detach()  # (batch, frames, 4, h, w)
         previous, self.previous = self.previous, middle.clone()
-        if self.every <= 0 or previous is None or (i + 1) % self.every or i + 1 >= steps:
+        if previous is None or (i + 1) % self.every or i + 1 >= steps:
             return None
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         if sigma_next == sigma:

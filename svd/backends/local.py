@@ -221,7 +221,7 @@ class LocalBackend(BackendBase):
         if not self.fast:
             return
         width, height = self.default_size()
-        frames = pipe.unet.config.num_frames or TINY_FRAMES
+        frames = self.default_frames()
         started = time.perf_counter()
         with self._run_lock:
             pipe(
@@ -262,7 +262,7 @@ class LocalBackend(BackendBase):
         width, height = self._size(inp, picture.size)
         image = fit_image(picture, width, height, inp.resize_mode)
         kept = {"input": image}
-        num_frames = inp.num_frames or pipe.unet.config.num_frames or TINY_FRAMES
+        num_frames = inp.num_frames or self.default_frames()
         control, controlnet = contextlib.nullcontext(), None
         if prepared.maps is not None:
             maps = maps_from_archive(prepared.maps, width, height, inp.resize_mode)

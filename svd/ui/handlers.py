@@ -32,6 +32,11 @@ POLL = 0.25  # seconds between looks at a running job
 PREVIEW_SIDE = 256  # the live preview is shown this wide
 
 
+def ended() -> dict:
+    """What a run's end puts back: Stop off, the live preview hidden."""
+    return {"stop": gr.update(interactive=False), "preview": gr.update(visible=False)}
+
+
 def page_error(detail) -> str:
     """A failed run's message in the page's words (fal's 422 list as its first problem)."""
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
@@ -68,33 +73,40 @@ class Handlers:
             job = self.jobs.submit(inp, "page", *visitor(request), backend=chosen)
         except (InputError, BackendError) as e:
             raise refused(e) from None
-        yield {"stop": gr.update(interactive=True), "progress": progress.panel("Starting")}
-        try:
-            async for update in self.follow(job):
-                yield update
-        finally:
-            self.jobs.cancel(job)  # the visitor left (or the run ended): nothing runs for nobody
-        done = {"stop": gr.update(interactive=False), "preview": gr.update(visible=False)}
-        if job.error is not None and job.error.detail == CANCELLED:
-            words = progress.stopped(job)
-            gr.Info(words)  # a normal outcome: the last video stays
-            yield {**done, "progress": progress.panel(words, kind="stopped")}
+        async for update in self.watch(job, {"progress": progress.panel("Starting")}):
+            yield update
+        if job.error is not None:  # stopped: said so already
             return
-        if job.error is not None:
-            yield {**done, "progress": progress.IDLE}
-            raise gr.Error(html.escape(page_error(job.error.detail)))
         out = SVDOutput.model_validate(job.output)
         name = values["backend"]
         self.previews.rates.pop(self.backends.chosen(name).name, None)  # a new run: a new estimate
         seconds = job.inference_time or 0
         yield {
-            **done, "video": local_path(out.image.url), "seed_used": str(out.seed),
+            **ended(), "video": local_path(out.image.url), "seed_used": str(out.seed),
             "status": self.backends.chosen(name).status(),
             "progress": progress.panel(f"Done in {seconds:.1f} s: seed {out.seed}", kind="done"),
             "last_run": Path(out.image.file_name or "").stem,
             "outcome": self.previews.outcome(values),
             "seed": str(out.seed + 1) if values.get("seed_mode") == "increment" else gr.update(),
         }  # fmt: skip
+
+    async def watch(self, job: Job, first: dict):
+        """Updates from `first` to the end of `job`. A stop ends with its info line (the last
+        video stays); a failure with gr.Error. A finished run's own last update is the
+        caller's."""
+        yield {**first, "stop": gr.update(interactive=True)}
+        try:
+            async for update in self.follow(job):
+                yield update
+        finally:
+            self.jobs.cancel(job)  # the visitor left (or the run ended): nothing runs for nobody
+        if job.error is not None and job.error.detail == CANCELLED:
+            words = progress.stopped(job)
+            gr.Info(words)  # a normal outcome: the last video stays
+            yield {**ended(), "progress": progress.panel(words, kind="stopped")}
+        elif job.error is not None:
+            yield {**ended(), "progress": progress.IDLE}
+            raise gr.Error(html.escape(page_error(job.error.detail)))
 
     async def follow(self, job: Job):
         """Updates while `job` waits or runs: its place in the queue, stage, step, preview."""
@@ -143,23 +155,14 @@ class Handlers:
                 job = self.jobs.submit(chosen.request(), "page", *visitor(request))
             except BackendError as e:
                 raise refused(e) from None
-            yield {**filled, "stop": gr.update(interactive=True),
-                   "progress": progress.panel(f"Making the example: {chosen.caption}")}  # fmt: skip
-            try:
-                async for update in self.follow(job):
-                    yield update
-            finally:
-                self.jobs.cancel(job)
-            done = {"stop": gr.update(interactive=False), "preview": gr.update(visible=False)}
-            if job.error is not None:
-                words = progress.stopped(job) if job.error.detail == CANCELLED else None
-                yield {**done, "progress": progress.panel(words or "", kind="stopped")}
-                if words is None:
-                    raise gr.Error(html.escape(page_error(job.error.detail)))
+            making = {**filled, "progress": progress.panel(f"Making the example: {chosen.caption}")}
+            async for update in self.watch(job, making):
+                yield update
+            if job.error is not None:  # stopped: said so already
                 return
             video = SVDOutput.model_validate(job.output).image.url
             kept = examples.keep(self.backend, chosen, Path(local_path(video)))
-            filled.update(done)
+            filled.update(ended())
         yield {**filled, "video": servable(str(kept)), "seed_used": str(examples.SEED),
                "progress": progress.panel(f"Example: {chosen.caption}", kind="done")}  # fmt: skip
 

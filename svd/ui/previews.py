@@ -99,15 +99,17 @@ class Previews:
 
     def outcome(self, values: dict, maps: int | None = None) -> str:
         backend = self.backends.chosen(values.get("backend"))
+        picture = backend.default_size()
         if values.get("image"):
             try:
-                with Image.open(values["image"]) as picture:
-                    values = {**values, "picture_size": picture.size}
+                with Image.open(values["image"]) as opened:
+                    picture = opened.size
             except OSError:
                 pass
         if maps is None and values.get("control_maps"):
             maps = maps_count(values["control_maps"])
-        return summary.outcome(values, backend, self.rate(backend), maps)
+        size = self.size_of(values, picture)
+        return summary.outcome(values, backend, size, self.rate(backend), maps)
 
     def outcome_of(self, *args):
         return self.outcome(dict(zip(OUTCOME_KEYS, args, strict=True)))

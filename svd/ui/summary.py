@@ -7,7 +7,6 @@ import json
 import statistics
 
 from svd.backends import Backend
-from svd.media import video_size
 
 RECENT = 10  # runs the time estimate is drawn from
 HUB = "https://huggingface.co/"
@@ -63,11 +62,11 @@ def licence(backend: Backend) -> str:
     return f"model: {model}"
 
 
-def outcome(values: dict, backend: Backend, rate: float | None, maps: int | None = None) -> str:
-    """One line: frames at fps = seconds, size; about how long; the licence."""
-    picture = values.get("picture_size") or backend.default_size()
-    asked = (int(values.get("width") or 0) or None, int(values.get("height") or 0) or None)
-    size = video_size(picture, backend.default_size(), *asked, values.get("resize_mode") or "crop")
+def outcome(
+    values: dict, backend: Backend, size: tuple[int, int], rate: float | None,
+    maps: int | None = None,
+) -> str:  # fmt: skip
+    """One line for a video of `size`: frames at fps = seconds; about how long; the licence."""
     made = maps or int(values.get("num_frames") or 0) or backend.default_frames()
     extend = 0 if maps else int(values.get("extend") or 0)
     frames, fps = frames_out(made, int(values.get("fps") or 7), int(values.get("interpolate") or 0),
