@@ -30,9 +30,25 @@ def file_data(path: str) -> dict:
     return {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.png"}
 
 
-def call(url: str, api_name: str, values: dict, timeout: float = 120, session: str = "") -> dict:
+def upload(url: str, path) -> dict:
+    """Upload `path` as the page does; its value for an input."""
+    with open(path, "rb") as f:
+        r = httpx.post(f"{url}/gradio_api/upload", files={"files": f}, timeout=30)
+    r.raise_for_status()
+    return file_data(r.json()[0])
+
+
+def output_ids(url: str, api_name: str) -> list[str | None]:
+    """The elem_ids of the event's outputs, in the order its messages carry them."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    components = {c["id"]: c for c in config["components"]}
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
+    return [components[i]["props"].get("elem_id") for i in dep["outputs"]]
+
+
+def messages(url: str, api_name: str, values: dict, timeout: float = 120, session: str = ""):
     """Join the queue for `api_name` with inputs by elem_id (others: their defaults) and
-    return the `process_completed` message."""
+    yield the queue's messages up to `process_completed`."""
     fn_index, inputs = endpoint(url, api_name)
     data = [values.get(i["elem_id"], i["value"]) for i in inputs]
     session = session or secrets.token_hex(6)
@@ -40,12 +56,20 @@ def call(url: str, api_name: str, values: dict, timeout: float = 120, session: s
     with httpx.Client(base_url=url, timeout=timeout) as client:
         joined = client.post("/gradio_api/queue/join", json=body)
         if joined.status_code != 200:
-            return {"success": False, "status_code": joined.status_code, "output": joined.json()}
+            yield {"success": False, "status_code": joined.status_code, "output": joined.json()}
+            return
         with client.stream("GET", f"/gradio_api/queue/data?session_hash={session}") as r:
             for line in r.iter_lines():
                 if not line.startswith("data:"):
                     continue
                 msg = json.loads(line[5:])
+                yield msg
                 if msg.get("msg") == "process_completed":
-                    return msg
+                    return
     raise AssertionError("the queue stream ended without a result")
+
+
+def call(url: str, api_name: str, values: dict, timeout: float = 120, session: str = "") -> dict:
+    """The `process_completed` message of `api_name` called with `values` (see `messages`)."""
+    *_, last = messages(url, api_name, values, timeout, session)
+    return last

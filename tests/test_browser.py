@@ -189,6 +189,8 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
     page.locator("#examples button.thumbnail-item").nth(1).click()
     page.wait_for_function(PLAYING, timeout=180_000)
     assert errors_shown(page) == 0
+    assert page.locator("#seed textarea, #seed input").first.input_value() == "1"  # filled
+    assert page.locator("#image img").count() == 1
 
     # The picture: what the model gets is shown, fitted as the run will fit it.
     page.locator("#image input[type=file]").set_input_files(picture_path)

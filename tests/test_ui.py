@@ -9,6 +9,8 @@ from PIL import Image
 
 from svd.media import read_video
 
+from .gradio_wire import messages, output_ids, upload
+
 DEFAULTS = {
     "strokes": None,
     "mask_file": None,
@@ -148,6 +150,24 @@ def test_stop_ends_a_run_and_the_next_one_works(app_url, picture_path):
     assert len(list(out.glob("*.mp4"))) == before  # nothing half-made is kept
     _, seed, _ = generate(url, image=handle_file(picture_path), seed="5", steps=1)
     assert seed == "5"
+
+
+def test_stop_stays_on_in_every_chunk_of_a_run(app_url, picture_path):
+    """Gradio streams a run as diffs of the chunk before, and its client edits a chunk in
+    place: a chunk that leaves Stop out deletes the `interactive` the page may not have
+    applied yet. So every chunk of a run keeps Stop on, and the last turns it off."""
+    url, _ = app_url
+    stop = output_ids(url, "generate").index("stop")
+    values = {"image": upload(url, picture_path), "seed": "1", "steps": 6}
+    chunks = [m["output"]["data"] for m in messages(url, "generate", values)
+              if m.get("msg") in ("process_generating", "process_completed")]  # fmt: skip
+    assert len(chunks) > 4, "the run streamed its progress"
+    assert chunks[0][stop] == {"__type__": "update", "interactive": True}
+    *during, done, completed = chunks[1:]
+    for chunk in during:
+        assert chunk[stop] == [], f"a chunk changed Stop: {chunk[stop]}"
+    assert done[stop] == [["replace", ["interactive"], False]]
+    assert completed[stop] == {"__type__": "update", "interactive": False}
 
 
 def test_depth_archive_sets_the_frame_count(app_url, picture_path, tmp_path):

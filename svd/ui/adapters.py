@@ -57,12 +57,19 @@ def keyed(fn):
 
 
 def in_order(fn, outputs: list[str]):
-    """`fn`, an async generator of {output name: value} dicts, yielding lists in `outputs`
-    order (Gradio reads `fn`'s own signature for what to inject)."""
+    """`fn`, returning (or, as an async generator, yielding) {output name: value} dicts, as a
+    handler answering lists in `outputs` order (Gradio reads `fn`'s own signature for what to
+    inject)."""
+
+    def ordered(update: dict) -> list:
+        return [update.get(name, gr.update()) for name in outputs]
+
+    if not inspect.isasyncgenfunction(fn):
+        return functools.wraps(fn)(lambda *args, **kwargs: ordered(fn(*args, **kwargs)))
 
     @functools.wraps(fn)
     async def handler(*args, **kwargs):
         async for update in fn(*args, **kwargs):
-            yield [update.get(name, gr.update()) for name in outputs]
+            yield ordered(update)
 
     return handler

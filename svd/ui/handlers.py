@@ -94,10 +94,14 @@ class Handlers:
         """Updates from `first` to the end of `job`. A stop ends with its info line (the last
         video stays); a failure with gr.Error. A finished run's own last update is the
         caller's."""
-        yield {**first, "stop": gr.update(interactive=True)}
+        running = {"stop": gr.update(interactive=True)}
+        yield {**first, **running}
         try:
             async for update in self.follow(job):
-                yield update
+                # Every chunk repeats Stop's state: Gradio sends a chunk as a diff of the one
+                # before, and its client edits that chunk in place, so a prop update left out
+                # of the next chunk can be undone before the page has applied it.
+                yield {**update, **running}
         finally:
             self.jobs.cancel(job)  # the visitor left (or the run ended): nothing runs for nobody
         if job.error is not None and job.error.detail == CANCELLED:
@@ -145,26 +149,30 @@ class Handlers:
 
     # -- the examples
 
-    async def example(self, evt: gr.SelectData, request: gr.Request):
-        """Fill the inputs with an example and show its video (made once per model)."""
-        chosen = examples.EXAMPLES[evt.index]
-        filled = chosen.values()
+    def example_inputs(self, evt: gr.SelectData) -> dict:
+        """Fill the inputs with the clicked example. One plain answer, so nothing that comes
+        after can edit it before the page has applied it (see `watch`)."""
+        return {**examples.EXAMPLES[evt.index].values(), "example": evt.index}
+
+    async def example_video(self, index: int, request: gr.Request):
+        """Show the example's video: made once per model, kept after."""
+        chosen = examples.EXAMPLES[index]
         kept = examples.cached(self.backend, chosen)
+        done = {"progress": progress.panel(f"Example: {chosen.caption}", kind="done")}
         if kept is None:
             try:
                 job = self.jobs.submit(chosen.request(), "page", *visitor(request))
             except BackendError as e:
                 raise refused(e) from None
-            making = {**filled, "progress": progress.panel(f"Making the example: {chosen.caption}")}
+            making = {"progress": progress.panel(f"Making the example: {chosen.caption}")}
             async for update in self.watch(job, making):
                 yield update
             if job.error is not None:  # stopped: said so already
                 return
             video = SVDOutput.model_validate(job.output).image.url
             kept = examples.keep(self.backend, chosen, Path(local_path(video)))
-            filled.update(ended())
-        yield {**filled, "video": servable(str(kept)), "seed_used": str(examples.SEED),
-               "progress": progress.panel(f"Example: {chosen.caption}", kind="done")}  # fmt: skip
+            done.update(ended())
+        yield {**done, "video": servable(str(kept)), "seed_used": str(examples.SEED)}
 
     # -- depth maps, history
 

@@ -168,6 +168,7 @@ def _results(w: dict, store) -> None:
         with gr.Tab("JavaScript (@fal-ai/client)"):
             w["api_js"] = gr.Code(language="javascript", buttons=["copy"], elem_id="api-js")
     w["records"], w["picked"], w["last_run"] = gr.State([]), gr.State(None), gr.State(None)
+    w["example"] = gr.State(None)  # the clicked example's index
     w["mine"] = gr.BrowserState(  # this browser's runs: the history is private
         [], storage_key="svd-studio-runs", secret=history.token(store, "state")
     )
@@ -229,11 +230,14 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     )
     run.then(lambda: gr.update(interactive=False), outputs=w["stop"], **off)  # even on errors
     w["stop"].click(h.stop, api_name="stop", concurrency_limit=None, queue=False)
-    named = ["image", "seed", "mask_file", "control_maps", "video", "seed_used", "progress",
-             "preview", "stop"]  # fmt: skip
+    filled = ["image", "seed", "mask_file", "control_maps", "example"]
+    shown_example = ["video", "seed_used", "progress", "preview", "stop"]
     w["examples"].select(
-        in_order(h.example, named), outputs=[w[k] for k in named], show_progress="hidden",
-        concurrency_limit=None, **off,
+        in_order(h.example_inputs, filled), outputs=[w[k] for k in filled], queue=False, **off
+    ).then(
+        in_order(h.example_video, shown_example), inputs=w["example"],
+        outputs=[w[k] for k in shown_example], show_progress="hidden", concurrency_limit=None,
+        **off,
     )  # fmt: skip
     code = [w["api_curl"], w["api_python"], w["api_js"]]
     w["api"].expand(keyed(see.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
