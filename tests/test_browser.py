@@ -51,6 +51,19 @@ def set_slider(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
+def stroke(page, canvas) -> dict:
+    """A short stroke across the middle of the painter, scrolled fully into view first (the
+    mouse only reaches what is in the viewport, and text arriving above moves the page)."""
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.3, y, steps=8)
+    page.mouse.up()
+    return {"y": round(y), "viewport": page.viewport_size["height"]}
+
+
 def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
     url, out = app_url
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -60,19 +73,19 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
     canvas = page.locator("#mask canvas").first
     canvas.wait_for(state="visible", timeout=20_000)
     page.locator("#crop-preview img").wait_for(timeout=20_000)  # the upload has been taken
+    tries, sent = [], []  # what each stroke reached, and the page's events (for a failure)
+    page.on("request", lambda r: sent.append(r.url.split("gradio_api")[-1][:40])
+            if "/queue/join" in r.url or "/run/" in r.url else None)  # fmt: skip
     for _ in range(3):  # a stroke made before the painter has the picture is wiped by it
         page.wait_for_timeout(1000)
-        box = canvas.bounding_box()
-        page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5, steps=8)
-        page.mouse.up()
+        tries.append(stroke(page, canvas))
         try:
             page.locator("#mask-preview img").wait_for(state="visible", timeout=10_000)
             break
         except PlaywrightTimeout:
             continue
-    page.locator("#mask-preview img").wait_for(state="visible", timeout=1_000)
+    else:
+        raise AssertionError(f"no mask preview after strokes at {tries}; events sent: {sent}")
     page.get_by_text("Depth control maps (optional)").click()
     maps = depth_zip(tmp_path, "maps.zip", [255, 200, 150, 100, 50])
     page.locator("#control-maps input[type=file]").set_input_files(maps)
