@@ -84,6 +84,15 @@ def set_slider(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
+def stop_a_long_run(page) -> None:
+    """Start a 100-step run, stop it once it is under way, and wait for the page to say so."""
+    set_slider(page, "steps", 100)
+    page.locator("#generate").click()
+    page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
+    page.locator("#stop").click()
+    page.get_by_text(re.compile(r"Stopped after step \d+ of 100")).first.wait_for(timeout=60_000)
+
+
 def stroke(page, canvas) -> dict:
     """A short stroke across the middle of the painter, scrolled fully into view first (the
     mouse only reaches what is in the viewport, and text arriving above moves the page)."""
@@ -153,13 +162,7 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
         page.screenshot(path=str(SHOTS / "generate-1280.png"), full_page=True)
 
         # Stop ends a long run; nothing half-made is kept.
-        set_slider(page, "steps", 100)
-        page.locator("#generate").click()
-        page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
-        page.locator("#stop").click()
-        page.get_by_text(re.compile(r"Stopped after step \d+ of 100")).first.wait_for(
-            timeout=60_000
-        )
+        stop_a_long_run(page)
         assert len(list(out.glob("*.mp4"))) == 1
     page.close()
 
@@ -277,13 +280,7 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
         page.screenshot(path=str(SHOTS / f"page-{width}.png"))  # the README shows these two
 
         # Stop mid-run: an info line, no error, and the last video stays.
-        set_slider(page, "steps", 100)
-        page.locator("#generate").click()
-        page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
-        page.locator("#stop").click()
-        page.get_by_text(re.compile(r"Stopped after step \d+ of 100")).first.wait_for(
-            timeout=60_000
-        )
+        stop_a_long_run(page)
         assert errors_shown(page) == 0 and page.evaluate(PLAYING) == made
         assert page.locator("#video video").get_attribute("playsinline") is not None
         assert page.locator("#video video").get_attribute("muted") is not None
