@@ -51,12 +51,30 @@ def messages(url: str, api_name: str, values: dict, timeout: float = 120, sessio
     yield the queue's messages up to `process_completed`."""
     fn_index, inputs = endpoint(url, api_name)
     data = [values.get(i["elem_id"], i["value"]) for i in inputs]
+    yield from joined(url, fn_index, data, timeout=timeout, session=session)
+
+
+def page_event(url: str, outputs: list[str]) -> int:
+    """The fn_index of the page's event (no api_name) whose outputs have these elem_ids."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    components = {c["id"]: c for c in config["components"]}
+    return next(
+        d["id"] for d in config["dependencies"]
+        if [components[i]["props"].get("elem_id") for i in d["outputs"]] == outputs
+    )  # fmt: skip
+
+
+def joined(url: str, fn_index: int, data: list, event_data=None, timeout: float = 120,
+           session: str = ""):  # fmt: skip
+    """Join the queue for event `fn_index` with `data` (and a click's `event_data`), as any
+    script can; yield the queue's messages up to `process_completed`."""
     session = session or secrets.token_hex(6)
-    body = {"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None}
+    body = {"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None,
+            "event_data": event_data}  # fmt: skip
     with httpx.Client(base_url=url, timeout=timeout) as client:
-        joined = client.post("/gradio_api/queue/join", json=body)
-        if joined.status_code != 200:
-            yield {"success": False, "status_code": joined.status_code, "output": joined.json()}
+        answer = client.post("/gradio_api/queue/join", json=body)
+        if answer.status_code != 200:
+            yield {"success": False, "status_code": answer.status_code, "output": answer.json()}
             return
         with client.stream("GET", f"/gradio_api/queue/data?session_hash={session}") as r:
             for line in r.iter_lines():

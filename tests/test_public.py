@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .gradio_wire import call, file_data
+from .gradio_wire import call, file_data, joined, page_event
 from .live import ROOT, start_app, stop_app
 
 SECRET = "sk-public-test-5f1e2d"
@@ -231,6 +231,30 @@ def test_gradio_serves_no_record_input_or_part_file(public_app, picture_path):
     assert httpx.get(f"{url}/outputs/{run_id}.mp4.part", timeout=10).status_code == 404
     assert httpx.get(f"{url}/outputs/{'a' * 300}.mp4", timeout=10).status_code == 404
     assert httpx.get(f"{url}/outputs/{run_id}.mp4", timeout=10).status_code == 200
+
+
+def last(messages) -> dict:
+    *_, final = messages
+    return final
+
+
+@pytest.mark.parametrize("index", [None, 99, -1, True, "0"])
+def test_clicks_a_script_makes_up_get_a_clear_error(public_app, index):
+    """The examples' and the history's events, joined by hand with a made-up click, or the
+    video step with no click before it: an error naming what to click, and the app serves."""
+    url, _, _ = public_app
+    fill = page_event(url, ["image", "seed", "mask-file", "control-maps", None])
+    video = page_event(url, ["video", "seed-used", "run-progress", "live-preview", "stop"])
+    pick = page_event(url, [None, "use-settings", "history-record"])
+    click = {"index": index, "value": None, "selected": True}
+    said = last(joined(url, fill, [], event_data=click))["output"]["error"]
+    assert said == "Examples: click one of the examples shown"
+    said = last(joined(url, video, [None]))["output"]["error"]  # its State holds no example
+    assert said == "Examples: click one of the examples shown"
+    said = last(joined(url, pick, [None], event_data=click))["output"]["error"]
+    assert said == "History: pick one of the videos shown"
+    filled = last(joined(url, fill, [], event_data={**click, "index": 1}))
+    assert filled["success"] and filled["output"]["data"][1] == "1"  # a real click still works
 
 
 def test_a_pasted_fal_key_with_a_newline_works_and_never_shows(monkeypatch, tmp_path):

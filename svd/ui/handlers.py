@@ -56,6 +56,17 @@ def painter_background(image: str | None) -> dict | None:
     return {"background": image, "layers": [], "composite": image}
 
 
+def shown_index(index, count: int) -> bool:
+    """Whether a click's index (the client's word) names one of `count` things shown."""
+    return type(index) is int and 0 <= index < count  # not a bool, nor a string
+
+
+def chosen_example(index) -> examples.Example:
+    if not shown_index(index, len(examples.EXAMPLES)):  # a script, not a click on the page
+        raise gr.Error("Examples: click one of the examples shown")
+    return examples.EXAMPLES[index]
+
+
 class Handlers:
     """What the page's events do; runs go through `jobs`, the queue the HTTP API shares."""
 
@@ -152,11 +163,11 @@ class Handlers:
     def example_inputs(self, evt: gr.SelectData) -> dict:
         """Fill the inputs with the clicked example. One plain answer, so nothing that comes
         after can edit it before the page has applied it (see `watch`)."""
-        return {**examples.EXAMPLES[evt.index].values(), "example": evt.index}
+        return {**chosen_example(evt.index).values(), "example": evt.index}
 
-    async def example_video(self, index: int, request: gr.Request):
+    async def example_video(self, index: int | None, request: gr.Request):
         """Show the example's video: made once per model, kept after."""
-        chosen = examples.EXAMPLES[index]
+        chosen = chosen_example(index)
         kept = examples.cached(self.backend, chosen)
         done = {"progress": progress.panel(f"Example: {chosen.caption}", kind="done")}
         if kept is None:
@@ -199,6 +210,8 @@ class Handlers:
         return history.remember(self.store, mine, run_id) if run_id else mine
 
     def pick(self, records, evt: gr.SelectData):
+        if not shown_index(evt.index, len(records)):
+            raise gr.Error("History: pick one of the videos shown")
         record = records[evt.index]
         return record, gr.update(interactive=True), history.public_record(record)
 
