@@ -8,6 +8,7 @@ error. Run by one worker per backend (one backend per device, `SVD_DEVICES`).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import secrets
@@ -81,6 +82,9 @@ class Job:
     webhook: dict | None = None  # {"url", "files"}: where to POST the result, and file URLs
     deadline: threading.Timer | None = None  # ends the request if it has not started by then
     backend: Backend | None = None  # a backend for this request alone (a visitor's fal key)
+    # The submitter's context (a page run's Gradio request): the run happens inside it, so
+    # what reads the request there (ZeroGPU's quota, by the visitor's token) finds it.
+    context: contextvars.Context | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     on_done: list = field(default_factory=list)  # called from the worker when it finishes
@@ -149,6 +153,7 @@ class JobQueue:
                 self._check_limits(session, address)
             job = Job(secrets.token_hex(12), 0, surface, session, address, inp=inp)
             job.backend, job.webhook = backend, webhook
+            job.context = contextvars.copy_context()
             job.seq = self._insert(job)
             self._remember(job)
             if backend is not None and not backend.needs_gpu:  # a visitor's own fal run:
@@ -218,7 +223,8 @@ class JobQueue:
         job.status, job.started = "IN_PROGRESS", time.time()
         try:
             self._save(job, "status", "started")
-            self._run(job, job.backend or backend)
+            run_in = job.context.run if job.context is not None else _call
+            run_in(self._run, job, job.backend or backend)
         except Exception:  # the database failed (a full disk): the worker goes on
             log.exception("request %s could not be recorded", job.id)
             if not job.done.is_set():
@@ -253,7 +259,8 @@ class JobQueue:
         job.output, job.error, job.finished = output, error, time.time()
         if job.deadline is not None:
             job.deadline.cancel()
-        job.inp = job.backend = None  # a data: URI can be large; the record keeps what matters
+        job.inp = job.backend = job.context = None  # a data: URI can be large; the record
+        # keeps what matters
         job.events = list({type(e): e for e in job.events}.values())  # the last of each kind
         if error is not None:
             job.log(f"error: {error.detail}")
@@ -357,6 +364,10 @@ class JobQueue:
             cursor = self._db.execute(sql, params)
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _call(fn, *args):
+    return fn(*args)
 
 
 def _from_row(row: dict) -> Job:

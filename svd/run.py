@@ -120,12 +120,15 @@ def _write(target: Path, inp: SVDInput, rendered: Rendered) -> Path:
     return write_video(frames, fps, target, inp.output_format)
 
 
-def run(backend: Backend, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
-    """Prepare, render on `backend`, store: one video and its record."""
+def run(
+    backend: Backend, inp: SVDInput, on_event: EventHandler | None = None, render=None
+) -> SVDOutput:
+    """Prepare, render on `backend` (or with `render(prepared, on_event)`, such as in a GPU
+    worker), store: one video and its record."""
     started = time.perf_counter()
     prepared = prepare(backend, inp, on_event)
     ready = time.perf_counter()
-    rendered = backend.render(prepared, on_event)
+    rendered = (render or backend.render)(prepared, on_event)
     timings = {"inputs_s": ready - started, "render_s": time.perf_counter() - ready}
     try:
         return store(backend, prepared, rendered, timings, on_event)

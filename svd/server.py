@@ -10,12 +10,12 @@ from pathlib import Path
 import gradio as gr
 import uvicorn
 
+from svd import zerogpu
 from svd.api import build_api
 from svd.backends import Backend, get_backend, resolve_name
 from svd.backends.choice import Backends
 from svd.jobs import JobQueue, Limits
 from svd.routing import FalRouting
-from svd.session import run_on_gpu
 from svd.settings import Settings, configure
 from svd.ui import ASSETS, CSS, JS, THEME, build_app
 
@@ -76,10 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     sweep_parts(out_dir)
     workers, options = make_workers(config)
-    for backend in dict.fromkeys(workers):  # warm each model while the page comes up
-        threading.Thread(target=_preload, args=(backend,), daemon=True).start()
+    if zerogpu.active():  # the models load now, on this thread, before the page serves
+        zerogpu.start(workers)
+    else:
+        for backend in dict.fromkeys(workers):  # warm each model while the page comes up
+            threading.Thread(target=_preload, args=(backend,), daemon=True).start()
     limits = Limits(config.max_runs_per_session, config.max_runs_per_address)
-    jobs = JobQueue(workers, out_dir, config.queue_size, run=run_on_gpu, limits=limits)
+    jobs = JobQueue(workers, out_dir, config.queue_size, run=zerogpu.generate, limits=limits)
     page = build_app(jobs, Backends(workers[0], options))
     page.queue(max_size=config.queue_size)
     server = gr.mount_gradio_app(

@@ -1,4 +1,4 @@
-"""What the page needs besides widgets: seeds, masks, depth strips, files it may show, GPU time."""
+"""What the page needs besides widgets: seeds, masks, depth strips, files it may show."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image
 
 from svd.archive import decode_depth, depth_strip, fit_map, maps_for_a_video
-from svd.backends import Backend
 from svd.errors import InputError
 from svd.fetch import file_path, read_url
 from svd.mask import strokes_to_mask
@@ -113,31 +112,3 @@ def servable(path: str | None) -> str | None:
         except OSError:  # another file system
             shutil.copyfile(source, shown)
     return str(shown)
-
-
-def gpu_seconds(backend: Backend, inp, on_event=None) -> int:
-    """A ZeroGPU time budget from the real work: steps x frames x segments x pixels."""
-    frames = inp.num_frames or 25
-    pixels = (inp.width or 1024) * (inp.height or 576) / (1024 * 576)
-    work = inp.steps * frames * (inp.extend + 1) * pixels
-    if inp.control_maps_data_url or inp.control_video_url:
-        work *= 1.5  # the ControlNet runs beside the UNet
-    return int(30 + 0.15 * work)
-
-
-def _generate(backend: Backend, inp, on_event):
-    return backend.generate(inp, on_event)
-
-
-_on_gpu = _generate
-try:  # the `spaces` package exists on Hugging Face Spaces only
-    import spaces
-
-    _on_gpu = spaces.GPU(duration=gpu_seconds)(_generate)
-except ImportError:
-    pass
-
-
-def run_on_gpu(backend: Backend, inp, on_event):
-    """backend.generate; inside `spaces.GPU` on Hugging Face ZeroGPU when it runs locally."""
-    return (_on_gpu if backend.needs_gpu else _generate)(backend, inp, on_event)

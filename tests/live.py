@@ -20,10 +20,11 @@ def free_port() -> int:
 
 def start_app(
     output_dir: Path, env: dict | None = None, timeout: float = 120, port: int | None = None,
-    scheme: str = "http", verify: str | bool = True,
+    scheme: str = "http", verify: str | bool = True, python: str = sys.executable,
 ):  # fmt: skip
     """Run `python app.py` on a free port (or `port`); return (process, base url). With
-    `scheme` https, `verify` is the CA file that signed the app's certificate."""
+    `scheme` https, `verify` is the CA file that signed the app's certificate; `python` is
+    the interpreter to run it with."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -38,7 +39,7 @@ def start_app(
     }
     log = open(output_dir.parent / f"app-{port}.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [python, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

@@ -372,13 +372,13 @@ def test_half_written_files_are_swept_at_start(tmp_path):
 def test_zero_gpu_budget_follows_the_work_and_fal_holds_no_gpu(tmp_path):
     from svd.backends.fal import FalBackend
     from svd.schema import SVDInput
-    from svd.session import gpu_seconds
+    from svd.zerogpu import gpu_seconds
 
     small = SVDInput(image_url="x", steps=10, num_frames=14, width=512, height=320)
-    assert gpu_seconds(None, SVDInput(image_url="x", steps=10, extend=2)) > 2.5 * (
-        gpu_seconds(None, SVDInput(image_url="x", steps=10)) - 30
+    assert gpu_seconds(SVDInput(image_url="x", steps=10, extend=2)) > 2.5 * (
+        gpu_seconds(SVDInput(image_url="x", steps=10)) - 30
     )
-    assert gpu_seconds(None, small) < gpu_seconds(None, SVDInput(image_url="x", steps=10))
+    assert gpu_seconds(small) < gpu_seconds(SVDInput(image_url="x", steps=10))
     assert FalBackend(output_dir=tmp_path).needs_gpu is False
 
 
