@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from svd import webhooks
 from svd.errors import InputError
 from svd.fetch import is_http
+from svd.forwarded import limit_key
 from svd.jobs import Job, JobQueue, QueueFull
 from svd.outputs import CONTENT_TYPES, served
 from svd.schema import URL_FIELDS, SVDInput, SVDOutput, parse_input
@@ -83,8 +84,9 @@ def refuse_local_paths(inp: SVDInput) -> None:
 
 
 def client_address(request: Request) -> str:
-    """The caller's address (uvicorn takes it from a trusted proxy's X-Forwarded-For)."""
-    return request.client.host if request.client else ""
+    """What the per-address limit counts for the caller (svd/forwarded.py: a trusted proxy's
+    X-Forwarded-For, one key per IPv4 address or IPv6 /64)."""
+    return limit_key(request.client.host) if request.client else ""
 
 
 def jobs_of(request: Request) -> JobQueue:

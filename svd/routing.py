@@ -8,8 +8,8 @@ An ASGI middleware in front of the whole app (page and API):
 - fal's proxy protocol at /api/fal/proxy: the target URL comes in `x-fal-target-url`. Only
   this app's routes on fal.run and queue.fal.run are served, here, by rewriting the request;
   any other target is refused (403) and never fetched.
-- A trusted proxy's X-Forwarded-Host becomes the Host (uvicorn's middleware, inside, does
-  X-Forwarded-Proto and X-Forwarded-For), so the URLs in answers are the ones callers use.
+- A trusted proxy's X-Forwarded-Proto, -Host and -For count (svd/forwarded.py), so the URLs
+  in answers are the ones callers use, and limits count the caller's address.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from svd.forwarded import ForwardedHeaders
 
 APP_PATH = "/fal-ai/svd"
 PROXY_PATH = "/api/fal/proxy"
@@ -44,14 +44,15 @@ class FalRouting:
     """Wraps the app; `queue_port` is the port that serves as fal's queue host (or None)."""
 
     def __init__(self, app, queue_port: int | None = None, trusted: str = "127.0.0.1,::1"):
-        self.inner = ProxyHeadersMiddleware(app, trusted_hosts=trusted)
+        self.inner = app
+        self.forwarded = ForwardedHeaders(trusted)
         self.queue_port = queue_port
-        self.trusted = self.inner.trusted_hosts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.inner(scope, receive, send)
-        self._forwarded_host(scope)
+        if scope.get("client"):
+            self.forwarded.apply(scope)
         path = _local_path(scope)
         if scope["type"] == "websocket" and self._on_queue_host(scope):
             return await send({"type": "websocket.close", "code": 1008})
@@ -64,16 +65,6 @@ class FalRouting:
                 return await _answer(send, 404, "fal's queue host serves only the queue routes")
             scope.setdefault("state", {})["queue_host"] = True
         await self.inner(scope, receive, send)
-
-    def _forwarded_host(self, scope) -> None:
-        client = scope.get("client")
-        if not client or client[0] not in self.trusted:
-            return
-        headers = scope["headers"]
-        forwarded = [v for k, v in headers if k == b"x-forwarded-host"]
-        if forwarded:
-            host = forwarded[0].split(b",")[0].strip()
-            scope["headers"] = [(k, v) for k, v in headers if k != b"host"] + [(b"host", host)]
 
     def _on_queue_host(self, scope) -> bool:
         server = scope.get("server")

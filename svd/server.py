@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def serve(app, config: Settings) -> None:
     """Serve `app` on the main port, and as fal's queue host on the queue port if set."""
-    routed = FalRouting(app, config.queue_port, config.forwarded_allow_ips)
+    routed = FalRouting(app, config.queue_port, config.trusted_proxies())
     tls = {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
     uv = uvicorn.Config(
         routed, root_path=config.root_path or "", log_level="warning", proxy_headers=False,

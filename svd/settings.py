@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PREFIXES = ("SVD_", "GRADIO_", "FORWARDED_ALLOW_IPS")
+PREFIXES = ("SVD_", "GRADIO_", "FORWARDED_ALLOW_IPS", "SPACE_ID")
 
 
 def _env(*names: str):
@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         validation_alias=_env("FORWARDED_ALLOW_IPS", "SVD_FORWARDED_ALLOW_IPS"),
         description="proxies whose X-Forwarded-Proto/-For/-Host are believed ('*': any)",
     )
+    space_id: str | None = Field(
+        None, validation_alias=_env("SPACE_ID"), description="set by Hugging Face Spaces"
+    )
     webhook_attempts: int = Field(10, gt=0, description="tries to deliver one webhook")
     webhook_backoff: float = Field(5.0, gt=0, description="seconds before the first retry")
 
@@ -74,6 +77,13 @@ class Settings(BaseSettings):
     @property
     def max_download_bytes(self) -> int:
         return self.max_download_mb * 1024 * 1024
+
+    def trusted_proxies(self) -> str:
+        """FORWARDED_ALLOW_IPS; on a Space (SPACE_ID), where only the Space's own proxy can
+        reach the app, any peer unless FORWARDED_ALLOW_IPS says otherwise."""
+        if self.space_id and "forwarded_allow_ips" not in self.model_fields_set:
+            return "*"
+        return self.forwarded_allow_ips
 
     def device_list(self) -> list[str | None]:
         """SVD_DEVICES as a list; [None] (pick one) when unset."""

@@ -8,15 +8,17 @@ import inspect
 
 import gradio as gr
 
+from svd.forwarded import limit_key
 from svd.ui.fields import KEYS
 
 
 def visitor(request: gr.Request | None) -> tuple[str, str]:
-    """The browser session and client address of a page request."""
+    """The browser session of a page request, and what the per-address limit counts for it
+    (see svd.api.client_address)."""
     if request is None:
         return "", ""
-    client = getattr(request, "client", None)
-    return request.session_hash or "", getattr(client, "host", "") or ""
+    host = getattr(getattr(request, "client", None), "host", "") or ""
+    return request.session_hash or "", limit_key(host) if host else ""
 
 
 def by_key(fn, outputs: list[str]):
