@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     forwarded_allow_ips: str = Field(
-        "127.0.0.1",
+        "127.0.0.1,::1",
         validation_alias=_env("FORWARDED_ALLOW_IPS", "SVD_FORWARDED_ALLOW_IPS"),
         description="proxies whose X-Forwarded-Proto/-For/-Host are believed ('*': any)",
     )
