@@ -196,3 +196,19 @@ def test_compile_repeated_blocks_finds_the_unet_blocks():
     )
     assert compile_unet(unet, backend="eager") == 12  # wrapped only; nothing runs here
     assert ControlNetSDV._repeated_blocks == REPEATED_BLOCKS
+
+
+def test_the_spaces_packages_start_up_hook():
+    """svd/zerogpu.start calls spaces.zero.startup itself: the package runs it from
+    gr.Blocks.launch, which the app never calls (it mounts Gradio on its own server)."""
+    import spaces.zero
+
+    source = Path(spaces.zero.__file__).read_text()
+    assert "def startup():" in source and "gradio.one_launch(startup)" in source, (
+        "spaces internal moved: spaces.zero.startup (used by svd/zerogpu.py)"
+    )
+    from spaces.zero.wrappers import generator_function_wrapper
+
+    assert "stop_event.set()" in inspect.getsource(generator_function_wrapper), (
+        "spaces internal moved: closing a GPU generator stops the worker (svd/zerogpu.py)"
+    )
