@@ -47,19 +47,31 @@ def check_key(request: Request) -> None:
 
 
 async def read_input(request: Request) -> SVDInput:
-    """The request body as an SVDInput, refused (413) past SVD_MAX_BODY_MB before it is read."""
+    """The request body as an SVDInput, refused (413) past SVD_MAX_BODY_MB before it is read,
+    and (503) while the bodies being read at once would pass SVD_MAX_BODIES_MB."""
     limit = settings().max_body_mb * 1024 * 1024
     if int(request.headers.get("content-length") or 0) > limit:
         raise HTTPException(413, f"the body is over the {settings().max_body_mb} MB limit")
+    state = request.app.state
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"the body is over the {settings().max_body_mb} MB limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            state.reading += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"the body is over the {settings().max_body_mb} MB limit")
+            if state.reading > settings().max_bodies_mb * 1024 * 1024:
+                raise HTTPException(503, "the server is busy reading other large requests; "
+                                    "try again shortly", headers={"Retry-After": "5"})  # fmt: skip
+            chunks.append(chunk)
+    finally:
+        state.reading -= size
     try:
         body = json.loads(b"".join(chunks) or b"null")
         inp = parse_input(body)
+    except RecursionError:
+        msg = "nested too deeply to be a request"
+        raise HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]) from None
     except ValueError as e:  # InputError is a ValueError; so is malformed JSON
         detail = e.fal_detail() if isinstance(e, InputError) else _not_json(e)
         raise HTTPException(422, detail) from None
@@ -126,8 +138,8 @@ def start_timeout(request: Request) -> float | None:
         seconds = float(value)
     except ValueError:
         seconds = float("nan")
-    if not 1 < seconds < 86400:  # also false for NaN
-        msg = "must be a number of seconds above 1 and below 86400"
+    if not 0.1 < seconds < 86400:  # also false for NaN; fal's minimum is > 0.1 s
+        msg = "must be a number of seconds above 0.1 and below 86400"
         raise HTTPException(422, [{"loc": ["header", TIMEOUT_HEADER], "msg": msg,
                                    "type": "value_error"}])  # fmt: skip
     return seconds
@@ -298,6 +310,7 @@ def build_api(jobs: JobQueue, output_dir: str | Path) -> FastAPI:
     # /docs with Swagger UI 5 (OpenAPI 3.1) served from this app, not a CDN: it works offline
     api = FastAPIOffline(title="SVD Studio API", description="fal-ai/svd, self-hosted.")
     api.state.jobs, api.state.output_dir = jobs, Path(output_dir).resolve()
+    api.state.reading = 0  # bytes of API bodies being read now
     api.include_router(router)
     api.include_router(files)
     return api

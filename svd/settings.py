@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     archive_max_mb: int = Field(256, gt=0)
     max_video_frames: int = Field(3000, gt=0)
     max_body_mb: int = Field(64, gt=0)
+    max_bodies_mb: int = Field(256, gt=0, description="API bodies being read at once, in all")
     queue_size: int = Field(64, gt=0)
     max_runs_per_session: int = Field(1, ge=0, description="page runs queued or running; 0: any")
     max_runs_per_address: int = Field(3, ge=0, description="per client address; 0: any")

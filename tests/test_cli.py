@@ -58,3 +58,18 @@ def test_bad_input_exits_non_zero_naming_the_field(picture_path, tmp_path):
     r = svd_cli("generate", "--steps", "many")
     assert r.returncode == 2 and "steps" in r.stderr
     assert not list(tmp_path.glob("*.mp4"))
+
+
+def test_a_driving_video_on_tiny_works_offline(picture_path, tmp_path):
+    """The depth model that goes with `tiny` is settled before the inputs are prepared, so
+    a driving video never reaches for the real depth model's weights."""
+    from .test_extras import driving_video
+
+    r = svd_cli(
+        "generate", "--image-url", picture_path, "--control-video-url", driving_video(tmp_path),
+        "--steps", "1", "--width", "192", "--height", "128", "--out-dir", str(tmp_path),
+        env={"HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(read_video(urlparse(out["image"]["url"]).path)[0]) == 5  # one frame per map

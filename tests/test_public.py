@@ -418,3 +418,30 @@ def test_archive_names_reach_the_page_as_text_not_html(tmp_path):
     assert "<img" not in info and "&lt;img" in info
     path.write_bytes(make_zip({f"1{hostile}.png": b"not a png", "2.png": png(20)}))
     assert "<img" not in maps_preview(str(path))[1]
+
+
+def test_a_fal_key_with_a_break_inside_is_refused_and_never_shown(public_app, picture_path):
+    """A key pasted with a line break inside would fail in an HTTP header whose error
+    repeats it: it is refused before any request, naming the field, never showing it."""
+    from gradio_client import Client, handle_file
+
+    from svd.backends.fal import FalBackend
+    from svd.errors import BackendError, InputError
+
+    from .test_ui import DEFAULTS
+
+    pasted = "sk-pasted-71c3\n9d0e-key"
+    fields = {**DEFAULTS, "image": handle_file(picture_path), "backend": "fal",
+              "fal_key": pasted, "seed": "1", "steps": 1}  # fmt: skip
+    with pytest.raises(Exception) as e:
+        Client(public_app[0], verbose=False).predict(**fields, api_name="/generate")
+    assert "key" in str(e.value) and "71c3" not in str(e.value) and "9d0e" not in str(e.value)
+    log = next(public_app[1].parent.glob("app-*.log")).read_text()
+    assert "71c3" not in log
+    with pytest.raises(InputError, match="^fal_key: has a space"):
+        FalBackend(key=pasted, output_dir=public_app[1])
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FAL_KEY", pasted)
+        with pytest.raises(BackendError, match="^FAL_KEY has a space") as e:
+            FalBackend(output_dir=public_app[1])._client()
+        assert "71c3" not in str(e.value)

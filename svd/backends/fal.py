@@ -45,6 +45,19 @@ def fal_credentials():
         return None
 
 
+def one_line_key(key: str, name: str) -> str:
+    """A pasted key without the line break that often ends it. One with a break, a space or
+    another control character inside is refused here, naming `name` but never showing the
+    key: sent as it is, it would fail inside a header whose error repeats it."""
+    key = key.strip()
+    if not key.isprintable() or any(c.isspace() for c in key) or not key.isascii():
+        message = "has a space, a line break or another character no key has; paste it again"
+        if name == "FAL_KEY":
+            raise BackendError(f"{name} {message}")
+        raise InputError(name, message)
+    return key  # never logged, never recorded
+
+
 def _point_storage_hosts() -> None:
     """fal-client keeps its storage hosts in constants; these settings move them."""
     import fal_client.client as fal_http
@@ -84,7 +97,7 @@ class FalBackend(BackendBase):
         poll_interval: float | None = None,
     ):
         config = settings()
-        self._key = (key or "").strip() or None  # never logged, never recorded
+        self._key = one_line_key(key, "fal_key") if key and key.strip() else None
         self.endpoint = endpoint or config.fal_endpoint
         self.timeout = timeout or config.fal_timeout
         self.poll_interval = poll_interval or config.fal_poll_interval
@@ -114,7 +127,7 @@ class FalBackend(BackendBase):
                 "fal needs an API key: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), "
                 "or enter one on the page"
             )
-        token = found.token.strip()  # a pasted secret often ends in a newline
+        token = one_line_key(found.token, "FAL_KEY")
         if found.scheme == "Key":
             return token, fal_client.SyncClient(key=token, default_timeout=timeout)
         return token, fal_client.SyncClient(default_timeout=timeout)  # a `fal auth login` token

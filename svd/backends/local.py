@@ -122,8 +122,7 @@ class LocalBackend(BackendBase):
                 "feed-forward layers frame by frame, which compiles into outsized graphs"
             )
         self.fast = fast
-        # Depth maps from videos: SVD_DEPTH_MODEL, else a tiny one beside the tiny SVD.
-        self.depth_model = config.depth_model
+        self._depth_model = config.depth_model
         self.notice: str | None = None  # said on the page when the model is not the one asked for
         self.store = OutputStore(output_dir or config.output_dir)
         self._pipe = SVDPipeline.of(pipe) if pipe is not None else None
@@ -136,6 +135,17 @@ class LocalBackend(BackendBase):
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # direct callers (CLI, Python) share one pipeline
         self.needs_gpu = self.device.startswith("cuda")
+
+    @property
+    def depth_model(self) -> str | None:
+        """What makes depth maps from a driving video: SVD_DEPTH_MODEL, else a tiny one
+        beside the tiny SVD, else the default (None). The default model may fall back to
+        tiny when it loads, so it is loaded first: the answer must not change later."""
+        if self._depth_model:
+            return self._depth_model
+        if self.model != "tiny" and self.explicit_model is None:
+            self.load()
+        return "tiny" if self.model == "tiny" else None
 
     @property
     def loaded(self) -> bool:
@@ -166,8 +176,6 @@ class LocalBackend(BackendBase):
                 log.warning(self.notice)
                 self.model = "tiny"
                 pipe = build_tiny_pipeline()
-        if self.model == "tiny" and self.depth_model is None:
-            self.depth_model = "tiny"
         pipe = SVDPipeline.of(pipe)
         if pipe.dtype != self.dtype:
             pipe.to(dtype=self.dtype)
