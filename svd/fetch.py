@@ -136,15 +136,30 @@ def check_public(url: str, field: str) -> str | None:
         raise InputError(field, f"cannot resolve the host {host!r}") from None
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if ip.version == 6 and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if not ip.is_global or ip.is_multicast:
+        if not all(a.is_global and not a.is_multicast for a in (ip, *embedded_ipv4(ip))):
             raise InputError(
                 field,
                 f"{host} is a private or local address ({ip}); "
                 "set SVD_ALLOW_PRIVATE_URLS to allow it",
             )
     return infos[0][4][0]
+
+
+EMBEDDING = [  # IPv6 ranges that carry an IPv4 address a router may deliver to
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64, well-known prefix
+    ipaddress.ip_network("64:ff9b:1::/48"),  # NAT64, local use
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated)
+]
+
+
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list:
+    """The IPv4 addresses an IPv6 address stands for: mapped, NAT64, 6to4, Teredo."""
+    if ip.version == 4:
+        return []
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if any(ip in net for net in EMBEDDING):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [a for a in found if a is not None]
 
 
 def pinned(url: str, address: str | None) -> tuple[str, dict, dict]:

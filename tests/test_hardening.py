@@ -188,3 +188,18 @@ def test_eight_page_requests_at_once(app_url, picture_path):
     assert len(list(out.glob("*.mp4"))) == before + 8
     records = [json.loads(p.read_text()) for p in out.glob("*.json")]
     assert {r["seed"] for r in records} >= set(range(8))
+
+
+@pytest.mark.parametrize("url", [
+    "http://[64:ff9b::7f00:1]/",  # NAT64 to 127.0.0.1
+    "http://[64:ff9b:1::a00:1]/",  # local-use NAT64 to 10.0.0.1
+    "http://[2002:7f00:1::1]/",  # 6to4 from 127.0.0.1
+    "http://[::127.0.0.1]/",  # IPv4-compatible
+    "http://[::ffff:169.254.169.254]/",  # mapped
+])  # fmt: skip
+def test_an_ipv6_address_standing_for_a_private_ipv4_one_is_refused(url):
+    from svd import webhooks
+
+    with pytest.raises(InputError, match="^fal_webhook: .* is a private or local address"):
+        webhooks.check(url)
+    assert webhooks.check("http://[2606:4700::1111]/hook") == "http://[2606:4700::1111]/hook"
