@@ -19,6 +19,7 @@ from svd.outputs import OutputStore
 from svd.schema import URL_FIELDS, SVDInput
 
 SHOWN = 24
+KEPT = 100  # runs a browser's list holds; entries past these are never read
 KEY_FILE = ".history-key"  # not served: /outputs/ names start with a letter or digit
 
 
@@ -41,21 +42,33 @@ def _key(store: OutputStore) -> bytes:
     return key
 
 
+def _derived(store: OutputStore, purpose: str, value: str) -> str:
+    message = f"{purpose}\0{value}".encode()  # one purpose's outputs never equal another's
+    return hmac.new(_key(store), message, hashlib.sha256).hexdigest()
+
+
 def token(store: OutputStore, run_id: str) -> str:
-    return hmac.new(_key(store), run_id.encode(), hashlib.sha256).hexdigest()[:32]
+    """The token that proves a browser made `run_id`."""
+    return _derived(store, "run", run_id)[:32]
+
+
+def state_secret(store: OutputStore) -> str:
+    """The secret the page's browser state is sealed with (public in the page's config):
+    derived apart from every run's token."""
+    return _derived(store, "browser-state", "")
 
 
 def remember(store: OutputStore, mine: list | None, run_id: str) -> list[dict]:
     """The browser's list of its runs with `run_id` added, newest first."""
     entry = {"id": run_id, "token": token(store, run_id)}
-    kept = [e for e in (mine or []) if isinstance(e, dict) and e.get("id") != run_id]
-    return [entry, *kept][:100]
+    kept = [e for e in _listed(mine) if isinstance(e, dict) and e.get("id") != run_id]
+    return [entry, *kept][:KEPT]
 
 
 def own_entries(store: OutputStore, mine: list | None, limit: int = SHOWN) -> list[dict]:
     """The records of the runs in the browser's list whose token is right and video exists."""
     found = []
-    for entry in mine or []:
+    for entry in _listed(mine):
         run_id = entry.get("id") if isinstance(entry, dict) else None
         if not isinstance(run_id, str) or not isinstance(entry.get("token"), str):
             continue
@@ -70,6 +83,11 @@ def own_entries(store: OutputStore, mine: list | None, limit: int = SHOWN) -> li
         if len(found) >= limit:
             break
     return found
+
+
+def _listed(mine) -> list:
+    """The first entries of a browser's list (it comes from the browser: anything goes)."""
+    return mine[:KEPT] if isinstance(mine, list) else []
 
 
 def public_record(record: dict) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import socket
 import threading
 from pathlib import Path
@@ -69,11 +70,27 @@ def sweep_parts(folder: Path) -> None:
         part.unlink(missing_ok=True)
 
 
+def claim(folder: Path):
+    """Hold the output folder for this process (its queue, records, videos): a second app
+    on the same folder stops with a clear message instead of taking the first one's work.
+    The lock goes with the process, however it ends."""
+    held = open(folder / "app.lock", "a")  # kept open for the app's life
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(
+            f"Another SVD Studio app is serving the output folder {folder} (SVD_OUTPUT_DIR, "
+            "--output-dir). Stop it, or give this one a folder of its own."
+        ) from None
+    return held
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = configure(**{k: v for k, v in vars(args).items() if v is not None})
     out_dir = Path(config.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    held = claim(out_dir)  # noqa: F841 - held while the app runs
     sweep_parts(out_dir)
     workers, options = make_workers(config)
     if zerogpu.active():  # the models load now, on this thread, before the page serves

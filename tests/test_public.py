@@ -123,6 +123,14 @@ def test_history_entries_need_the_servers_token(tiny_backend, picture_path):
     assert record["id"] == run_id
     shown = json.dumps(history.public_record(record))
     assert str(store.root) not in shown and picture_path not in shown
+    # the browser state's secret is public (in /config): it is no token of any run id
+    secret = history.state_secret(store)
+    assert all(secret[:32] != history.token(store, i) for i in ("state", "", run_id))
+    # a list stuffed with junk is read only as far as a real one goes
+    junk = [{"id": f"junk{i}", "token": "0" * 32} for i in range(100_000)]
+    assert history.own_entries(store, [*junk[: history.KEPT], *mine]) == []
+    assert history.own_entries(store, [*junk[: history.KEPT - 1], *mine])[0]["id"] == run_id
+    assert len(history.remember(store, junk, run_id)) == history.KEPT
 
 
 @pytest.fixture(scope="module")
@@ -445,3 +453,11 @@ def test_a_fal_key_with_a_break_inside_is_refused_and_never_shown(public_app, pi
         with pytest.raises(BackendError, match="^FAL_KEY has a space") as e:
             FalBackend(output_dir=public_app[1])._client()
         assert "71c3" not in str(e.value)
+
+
+def test_a_second_app_on_the_same_output_folder_stops_clearly(open_app):
+    """Two apps on one folder would both claim its queue: the second stops at once, saying
+    why, and the first serves on."""
+    with pytest.raises(RuntimeError, match="Another SVD Studio app is serving the output"):
+        start_app(open_app[1])
+    assert httpx.get(open_app[0], timeout=10).status_code == 200

@@ -170,7 +170,7 @@ def _results(w: dict, store) -> None:
     w["records"], w["picked"], w["last_run"] = gr.State([]), gr.State(None), gr.State(None)
     w["example"] = gr.State(None)  # the clicked example's index
     w["mine"] = gr.BrowserState(  # this browser's runs: the history is private
-        [], storage_key="svd-studio-runs", secret=history.token(store, "state")
+        [], storage_key="svd-studio-runs", secret=history.state_secret(store)
     )
     w["gallery"] = gr.Gallery(
         label=history_label(), columns=4, height=260, allow_preview=False, elem_id="history"
