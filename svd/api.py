@@ -163,6 +163,8 @@ def submit(inp: SVDInput, request: Request, webhook: dict | None = None) -> Job:
         )  # fmt: skip
     except QueueFull as e:
         raise HTTPException(429, str(e), headers={"Retry-After": RETRY_AFTER}) from None
+    except InputError as e:  # past SVD_MAX_WORK
+        raise HTTPException(422, e.fal_detail()) from None
 
 
 def job_or_404(request: Request, request_id: str) -> Job:

@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from svd import webhooks
-from svd.backends import Backend, Event, Preview, Queued, describe
+from svd.backends import Backend, Event, Preview, Queued, Tick, describe
 from svd.errors import BackendError, InputError
+from svd.run import check_work
 from svd.schema import SVDInput
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,12 @@ class JobQueue:
         backend: Backend | None = None, limited: bool = True, webhook: dict | None = None,
         start_timeout: float | None = None,
     ) -> Job:  # fmt: skip
-        """Queue a request; QueueFull when there is no room for it. A request not started
-        within `start_timeout` seconds ends with fal's request_timeout (504)."""
+        """Queue a request; QueueFull when there is no room for it, InputError past
+        SVD_MAX_WORK. A request not started within `start_timeout` seconds ends with fal's
+        request_timeout (504)."""
+        runner = backend or (self.backends[0] if self.backends else None)
+        if isinstance(runner, Backend):  # the work is checked before it waits in the queue
+            check_work(runner, inp)
         with self._lock:
             if len(self._pending) >= self.max_size:
                 raise QueueFull(f"the queue is full ({self.max_size} requests); try later")
@@ -235,6 +240,8 @@ class JobQueue:
         def on_event(event: Event) -> None:
             if job.cancel.is_set():
                 raise Cancelled
+            if isinstance(event, Tick):
+                return
             job.events.append(event)
             if not isinstance(event, (Queued, Preview)):  # the page shows previews; logs not
                 job.log(describe(event))

@@ -6,7 +6,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from svd.backends.base import Event, Preview, Step, describe
+from svd.backends.base import Event, Preview, Step, Tick, describe
 
 
 class ProgressPrinter:
@@ -21,7 +21,7 @@ class ProgressPrinter:
             if self.bar is None:
                 self.bar = tqdm(total=event.total, file=self.stream, unit="step", leave=True)
             self.bar.update(event.index - self.bar.n)
-        elif not isinstance(event, Preview):  # a picture: nothing to print
+        elif not isinstance(event, (Preview, Tick)):  # nothing to print
             self._write(describe(event))
 
     def _write(self, text: str) -> None:

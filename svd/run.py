@@ -62,9 +62,29 @@ def refuse_unsupported(backend: Backend, inp: SVDInput) -> None:
             raise InputError(name, f"runs on the local backend only; {leave} on {backend.name}")
 
 
+def check_work(backend: Backend, inp: SVDInput, frames: int | None = None) -> None:
+    """Refuse a run past SVD_MAX_WORK: megapixels x frames x steps x segments, with the
+    backend's own size and frame count for what the request leaves out (`frames`: the
+    count depth maps set)."""
+    width, height = backend.default_size()
+    width, height = inp.width or width, inp.height or height
+    frames = frames or inp.num_frames or backend.default_frames()
+    work = width * height / 1e6 * frames * inp.steps * (inp.extend + 1)
+    limit = settings().max_work
+    if work > limit:
+        segments = f" x {inp.extend + 1} segments" if inp.extend else ""
+        raise InputError(
+            "steps",
+            f"{width}x{height} px x {frames} frames x {inp.steps} steps{segments} is "
+            f"{work:,.0f} megapixel-frame-steps, over this server's limit of {limit:,.0f} "
+            "(SVD_MAX_WORK): ask fewer steps, frames or pixels",
+        )
+
+
 def prepare(backend: Backend, inp: SVDInput, on_event: EventHandler | None = None) -> Prepared:
     """Check the request against the backend, then read its inputs (see `Prepared`)."""
     refuse_unsupported(backend, inp)
+    check_work(backend, inp)
     emit(on_event, Stage("loading inputs"))
     data = {}
     for name in URL_FIELDS:
@@ -76,7 +96,8 @@ def prepare(backend: Backend, inp: SVDInput, on_event: EventHandler | None = Non
         emit(on_event, Stage("estimating depth"))
         made = data[MAPS] = video_to_depth_archive(inp.control_video_url, backend.depth_model)
     if MAPS in data:
-        maps_for_a_video(data[MAPS])  # a bad archive fails here, before any model work
+        maps = maps_for_a_video(data[MAPS])  # a bad archive fails here, before any model work
+        check_work(backend, inp, len(maps))
     return Prepared(inp, data, made)
 
 

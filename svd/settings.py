@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_body_mb: int = Field(64, gt=0)
     max_bodies_mb: int = Field(256, gt=0, description="API bodies being read at once, in all")
     queue_size: int = Field(64, gt=0)
+    max_work: float = Field(
+        3000, gt=0, description="megapixels x frames x steps (x segments) one run may ask"
+    )
     max_runs_per_session: int = Field(1, ge=0, description="page runs queued or running; 0: any")
     max_runs_per_address: int = Field(3, ge=0, description="per client address; 0: any")
     max_outputs: int | None = Field(None, gt=0)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from svd.backends.base import Event, EventHandler, emit
+from svd.backends.base import Event, EventHandler, Tick, emit
 from svd.errors import BackendError, InputError
 from svd.run import Prepared, Rendered, run
 from svd.schema import SVDInput, SVDOutput
@@ -88,7 +88,8 @@ def render_in_worker(slot: int, prepared: Prepared) -> Iterator[Event | Rendered
     def on_event(event: Event) -> None:
         if stopped.is_set():
             raise _Stopped
-        events.put(event)
+        if not isinstance(event, Tick):  # ticks stop a run here; they need not cross
+            events.put(event)
 
     def work() -> None:
         try:

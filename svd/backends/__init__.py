@@ -11,11 +11,13 @@ from svd.backends.base import (
     Queued,
     Stage,
     Step,
+    Tick,
     describe,
 )  # fmt: skip
 
 __all__ = [
-    "Backend", "Event", "EventHandler", "Log", "Preview", "Queued", "Stage", "Step", "describe",
+    "Backend", "Event", "EventHandler", "Log", "Preview", "Queued", "Stage", "Step", "Tick",
+    "describe",
     "get_backend",
 ]  # fmt: skip
 

@@ -55,7 +55,14 @@ class Preview:
     total: int
 
 
-Event = Queued | Step | Log | Stage | Preview
+@dataclass(frozen=True)
+class Tick:
+    """The run goes on inside a step (before each model block and decode chunk): a point
+    where a cancelled run stops. Not shown, not logged."""
+
+
+TICK = Tick()
+Event = Queued | Step | Log | Stage | Preview | Tick
 EventHandler = Callable[[Event], None]
 
 
@@ -128,6 +135,8 @@ def describe(event: Event) -> str:
         return f"queued, position {event.position}"
     if isinstance(event, Preview):
         return f"preview after step {event.index} of {event.total}"
+    if isinstance(event, Tick):
+        return "working"
     return event.message
 
 

@@ -29,6 +29,7 @@ from svd.reuse import feature_reuse
 from svd.run import Prepared, Rendered
 from svd.schema import EXTRA_FIELDS, SVDInput
 from svd.settings import settings
+from svd.ticks import ticking
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,10 @@ class LocalBackend(BackendBase):
                 emit(on_event, Stage("decoding"))
             return kwargs
 
-        with feature_reuse(pipe.unet, inp.cache_interval):
+        # Ticks are Python calls inside compiled blocks on the fast path: there a run stops
+        # at the step's end.
+        ticks = contextlib.nullcontext() if self.fast else ticking(pipe, on_event)
+        with feature_reuse(pipe.unet, inp.cache_interval), ticks:
             return pipe(
                 image,
                 height=image.height,
