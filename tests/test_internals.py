@@ -211,3 +211,17 @@ def test_the_spaces_packages_start_up_hook():
     assert "except GeneratorExit:\n                        worker.stop_event.set()" in wrappers, (
         "spaces internal moved: closing a GPU generator stops the worker (svd/zerogpu.py)"
     )
+
+
+def test_gradios_per_session_message_queue():
+    """svd/ui/handlers.py (Handlers.unread) reads how many updates Gradio holds for a
+    session that no stream has taken, to end the runs of a visitor who never listened."""
+    import gradio as gr
+
+    with gr.Blocks() as page:
+        gr.Button()
+    page.queue()
+    pending = page._queue.pending_messages_per_session
+    assert hasattr(pending, "get"), "gradio internal moved: Queue.pending_messages_per_session"
+    source = inspect.getsource(type(page._queue).send_message)
+    assert "pending_messages_per_session[event.session_hash]" in source and "put_nowait" in source

@@ -461,3 +461,36 @@ def test_a_second_app_on_the_same_output_folder_stops_clearly(open_app):
     with pytest.raises(RuntimeError, match="Another SVD Studio app is serving the output"):
         start_app(open_app[1])
     assert httpx.get(open_app[0], timeout=10).status_code == 200
+
+
+def test_page_runs_whose_visitor_vanished_end(open_app, picture_path):
+    """A script joins the page's queue and never reads its stream, or closes it at once:
+    neither run is left queued or running for nobody."""
+    import secrets
+    import sqlite3
+
+    from .gradio_wire import endpoint, upload
+
+    url, out = open_app
+    fn_index, inputs = endpoint(url, "generate")
+    values = {"image": upload(url, picture_path), "seed": "1", "steps": 100, "num_frames": 25,
+              "width": 512, "height": 320}  # fmt: skip
+    data = [values.get(i["elem_id"], i["value"]) for i in inputs]
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for listen in (False, True):
+            session = secrets.token_hex(6)
+            body = {"data": data, "fn_index": fn_index, "session_hash": session,
+                    "trigger_id": None, "event_data": None}  # fmt: skip
+            assert client.post("/gradio_api/queue/join", json=body).status_code == 200
+            if listen:  # read one message, then go
+                with client.stream("GET", f"/gradio_api/queue/data?session_hash={session}") as r:
+                    next(r.iter_lines())
+    db = sqlite3.connect(out / "queue.sqlite3")
+    query = "SELECT status, error FROM requests WHERE surface = 'page' ORDER BY seq DESC LIMIT 2"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        rows = db.execute(query).fetchall()
+        if len(rows) == 2 and all(status == "COMPLETED" for status, _ in rows):
+            break
+        time.sleep(1)
+    assert rows == [("COMPLETED", '"Request was cancelled"')] * 2

@@ -29,6 +29,8 @@ from svd.ui.previews import Previews
 OUTPUTS = ["video", "seed_used", "status", "progress", "preview", "stop", "seed", "last_run",
            "outcome"]  # fmt: skip
 POLL = 0.25  # seconds between looks at a running job
+KEEP_ALIVE = 5.0  # seconds between updates at most: Gradio notices a closed stream on a send
+UNHEARD = 20.0  # seconds a visitor may leave every update unread before their run ends
 PREVIEW_SIDE = 256  # the live preview is shown this wide
 
 
@@ -72,6 +74,7 @@ class Handlers:
 
     def __init__(self, jobs: JobQueue, backends: Backends):
         self.jobs, self.backends = jobs, backends
+        self.blocks: gr.Blocks | None = None  # the page, once built
         self.backend, self.store = backends.default, backends.default.store
         self.mask_dir = scratch("masks")
         self.previews = Previews(backends, self.mask_dir)
@@ -84,7 +87,8 @@ class Handlers:
             job = self.jobs.submit(inp, "page", *visitor(request), backend=chosen)
         except (InputError, BackendError) as e:
             raise refused(e) from None
-        async for update in self.watch(job, {"progress": progress.panel("Starting")}):
+        first = {"progress": progress.panel("Starting")}
+        async for update in self.watch(job, first, visitor(request)[0]):
             yield update
         if job.error is not None:  # stopped: said so already
             return
@@ -101,14 +105,14 @@ class Handlers:
             "seed": str(out.seed + 1) if values.get("seed_mode") == "increment" else gr.update(),
         }  # fmt: skip
 
-    async def watch(self, job: Job, first: dict):
+    async def watch(self, job: Job, first: dict, session: str = ""):
         """Updates from `first` to the end of `job`. A stop ends with its info line (the last
         video stays); a failure with gr.Error. A finished run's own last update is the
         caller's."""
         running = {"stop": gr.update(interactive=True)}
         yield {**first, **running}
         try:
-            async for update in self.follow(job):
+            async for update in self.follow(job, session):
                 # Every chunk repeats Stop's state: Gradio sends a chunk as a diff of the one
                 # before, and its client edits that chunk in place, so a prop update left out
                 # of the next chunk can be undone before the page has applied it.
@@ -123,11 +127,14 @@ class Handlers:
             yield {**ended(), "progress": progress.IDLE}
             raise gr.Error(html.escape(page_error(job.error.detail)))
 
-    async def follow(self, job: Job):
-        """Updates while `job` waits or runs: its place in the queue, stage, step, preview."""
+    async def follow(self, job: Job, session: str = ""):
+        """Updates while `job` waits or runs: its place in the queue, stage, step, preview.
+        One at least every KEEP_ALIVE seconds, so a closed page is noticed; a visitor who
+        leaves every update unread for UNHEARD seconds never listened: their run ends."""
         loop, finished = asyncio.get_running_loop(), asyncio.Event()
         job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
         shown_panel, shown_preview = None, None
+        sent, unheard = loop.time(), None
         while not job.done.is_set():
             panel = progress.of(job, self.jobs.position(job))
             preview = progress.last_preview(job)
@@ -140,12 +147,28 @@ class Handlers:
                 scale = PREVIEW_SIDE / picture.width
                 size = (PREVIEW_SIDE, max(1, round(picture.height * scale)))
                 update["preview"] = gr.update(value=picture.resize(size), visible=True)
+            if not update and loop.time() - sent >= KEEP_ALIVE:
+                update["progress"] = shown_panel
             if update:
                 yield update
+                sent = loop.time()
+            if self.unread(session):
+                unheard = unheard or loop.time()
+                if loop.time() - unheard > UNHEARD:
+                    self.jobs.cancel(job)
+            else:
+                unheard = None
             try:
                 await asyncio.wait_for(finished.wait(), timeout=POLL)
             except asyncio.TimeoutError:
                 pass
+
+    def unread(self, session: str) -> int:
+        """Updates Gradio holds for `session` that no stream has taken."""
+        # gradio internal: Blocks._queue.pending_messages_per_session (tests/test_internals.py)
+        pending = getattr(getattr(self.blocks, "_queue", None), "pending_messages_per_session", {})
+        messages = pending.get(session) if session else None
+        return messages.qsize() if messages is not None else 0
 
     def stop(self, request: gr.Request):
         running = self.jobs.active(session=visitor(request)[0])
@@ -176,7 +199,7 @@ class Handlers:
             except BackendError as e:
                 raise refused(e) from None
             making = {"progress": progress.panel(f"Making the example: {chosen.caption}")}
-            async for update in self.watch(job, making):
+            async for update in self.watch(job, making, visitor(request)[0]):
                 yield update
             if job.error is not None:  # stopped: said so already
                 return

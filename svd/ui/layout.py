@@ -270,4 +270,5 @@ def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
             with gr.Column(scale=6):
                 _results(w, handlers.store)
         _wire(app, w, handlers)
+    handlers.blocks = app
     return app
