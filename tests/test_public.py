@@ -322,6 +322,23 @@ def test_an_unreadable_upload_shows_no_server_path(public_app, tmp_path):
         )
     said = str(e.value)
     assert "/tmp" not in said and str(public_app[2]) not in said and "holiday" not in said
+    assert "Image: not a readable image" in said
+
+
+def test_an_unreadable_picture_is_said_on_upload(public_app, tmp_path):
+    """The upload's first event (the painter takes the picture) answers it; the previews
+    that follow it do not run."""
+    import secrets
+
+    from .gradio_wire import page_event, upload
+
+    url = public_app[0]
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"this is not a picture")
+    body = {"data": [upload(url, fake)], "fn_index": page_event(url, ["mask"]),
+            "session_hash": secrets.token_hex(6), "event_data": None, "trigger_id": None}
+    r = httpx.post(f"{url}/gradio_api/run/predict", json=body, timeout=30)
+    assert r.json()["error"] == "Image: not a readable image", r.text
 
 
 def test_a_redirect_to_a_data_uri_is_a_clear_input_error(monkeypatch):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
+from PIL import UnidentifiedImageError
 
 from svd.errors import InputError
 from svd.schema import SVDInput, parse_input
@@ -67,6 +68,22 @@ def _or_none(value) -> int | None:
     return int(value) or None  # 0 on the page: the model's own
 
 
+def picture(image: gr.Image, name: str) -> gr.Image:
+    """`image`, answering an upload it cannot read with "<name>: not a readable image"
+    (Gradio's own reading would fail with a bare "Error" and a traceback in the log). Set on
+    the instance: a subclass of a Gradio component makes Gradio write a stub file beside it."""
+    read = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return read(payload)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise gr.Error(f"{name}: not a readable image", print_exception=False) from None
+
+    image.preprocess = preprocess
+    return image
+
+
 def _painter(label: str) -> gr.ImageMask:
     return gr.ImageMask(
         label=label, type="numpy", format="png", sources=(), elem_id="mask",
@@ -78,12 +95,13 @@ SEED_MODES = ["fixed", "random", "increment"]
 
 FIELDS = [
     PageField("image", "picture", "Image",
-              lambda label: gr.Image(label=label, type="filepath", height=260, elem_id="image"),
+              lambda label: picture(gr.Image(label=label, type="filepath", height=260,
+                                             elem_id="image"), "Image"),
               request="image_url"),
     PageField("strokes", "mask", "Motion mask (painted)", _painter, request="mask_image_url"),
-    PageField("mask_file", "mask", "Motion mask (file)", lambda label: gr.Image(
+    PageField("mask_file", "mask", "Motion mask (file)", lambda label: picture(gr.Image(
         label="...or upload a mask (black moves, white stays still)", type="filepath",
-        image_mode="RGBA", elem_id="mask-file"), request="mask_image_url"),
+        image_mode="RGBA", elem_id="mask-file"), "Motion mask"), request="mask_image_url"),
     PageField("control_maps", "maps", "Depth control maps", lambda label: gr.File(
         label="Archive of depth maps, one per frame (zip, tar, tar.gz)",
         file_types=[".zip", ".tar", ".gz", ".tgz"], type="filepath", elem_id="control-maps"),

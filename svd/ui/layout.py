@@ -196,21 +196,29 @@ def _header(w: dict, backend) -> None:
 def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     """The events: previews as inputs change, then Generate and Stop, then the history."""
     off = {"api_name": False}
-    # The painter takes the picture at once, ahead of the queued previews.
-    w["image"].change(painter_background, inputs=w["image"], outputs=w["strokes"], queue=False,
-                      **off)  # fmt: skip
+    # The painter takes the picture at once, ahead of the queued previews. An upload that is
+    # no picture is said once, by the first event that reads it: the rest follow its success.
+    picture = w["image"].change(painter_background, inputs=w["image"], outputs=w["strokes"],
+                                queue=False, **off)  # fmt: skip
     see = h.previews  # what the model will get, before a run
     strokes, mask_file = w["strokes"], w["mask_file"]
     # A stroke fires `input`/`apply`; a new background fires `change`.
-    for event in (strokes.change, strokes.input, strokes.apply, mask_file.change):
-        event(see.mask_preview, inputs=[strokes, mask_file], outputs=w["mask_preview"], **off)
+    masks = [w["strokes"], w["mask_file"]]
+    for event in (strokes.change, strokes.input, strokes.apply):
+        event(see.mask_preview, inputs=masks, outputs=w["mask_preview"], **off)
+    mask = mask_file.change(see.mask_preview, inputs=masks, outputs=w["mask_preview"], **off)
     crop = [w[k] for k in CROP_KEYS]
-    for key in ("image", "mask_file", "width", "height", "resize_mode", "backend"):
-        w[key].change(see.crop_preview, inputs=crop, outputs=[w["crop"], w["crop_mask"]], **off)
-    strokes.apply(see.crop_preview, inputs=crop, outputs=[w["crop"], w["crop_mask"]], **off)
+    cropped = {"fn": see.crop_preview, "inputs": crop, "outputs": [w["crop"], w["crop_mask"]],
+               **off}  # fmt: skip
+    for key in ("width", "height", "resize_mode", "backend"):
+        w[key].change(**cropped)
+    for event in (picture.success, mask.success, strokes.apply):
+        event(**cropped)
     shown = [w[k] for k in OUTCOME_KEYS]
     for key in OUTCOME_KEYS:
-        w[key].change(see.outcome_of, inputs=shown, outputs=w["outcome"], **off)
+        if key != "image":
+            w[key].change(see.outcome_of, inputs=shown, outputs=w["outcome"], **off)
+    picture.success(see.outcome_of, inputs=shown, outputs=w["outcome"], **off)
     w["control_maps"].change(
         strip_html, inputs=w["control_maps"], outputs=[w["maps_strip"], w["maps_info"]], **off
     )
