@@ -335,8 +335,13 @@ def test_an_unreadable_picture_is_said_on_upload(public_app, tmp_path):
     url = public_app[0]
     fake = tmp_path / "holiday.png"
     fake.write_bytes(b"this is not a picture")
-    body = {"data": [upload(url, fake)], "fn_index": page_event(url, ["mask"]),
-            "session_hash": secrets.token_hex(6), "event_data": None, "trigger_id": None}
+    body = {
+        "data": [upload(url, fake)],
+        "fn_index": page_event(url, ["mask"]),
+        "session_hash": secrets.token_hex(6),
+        "event_data": None,
+        "trigger_id": None,
+    }
     r = httpx.post(f"{url}/gradio_api/run/predict", json=body, timeout=30)
     assert r.json()["error"] == "Image: not a readable image", r.text
 

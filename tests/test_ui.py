@@ -277,3 +277,26 @@ def test_the_header_counts_the_frames_the_file_gets(loop, between):
     made[:, :8] = np.arange(14)[:, None, None, None] * 10  # frames that differ
     frames, fps = finish(made, 7, between, loop)
     assert frames_out(14, 7, between, loop, 0) == (len(frames), fps)
+
+
+def test_choosing_fal_puts_back_what_it_hides(app_url):
+    """A Frames value set for a local run must not block a fal run with a message about a
+    field the page has hidden: choosing fal hides the local-only extras at their defaults."""
+    import httpx
+
+    from .gradio_wire import joined
+
+    url, _ = app_url
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    dep = next(d for d in config["dependencies"]
+               if [ids[i] for i in d["inputs"]] == ["backend"] and "num-frames" in
+               [ids[o] for o in d["outputs"]])  # fmt: skip
+    *_, done = joined(url, dep["id"], ["fal"])
+    assert done.get("success"), done
+    updates = dict(zip([ids[o] for o in dep["outputs"]], done["output"]["data"], strict=True))
+    assert updates["num-frames"] == {"__type__": "update", "visible": False, "value": 0}
+    assert updates["resize-mode"]["value"] == "crop" and not updates["resize-mode"]["visible"]
+    *_, done = joined(url, dep["id"], ["local"])
+    back = dict(zip([ids[o] for o in dep["outputs"]], done["output"]["data"], strict=True))
+    assert back["num-frames"] == {"__type__": "update", "visible": True}

@@ -158,6 +158,8 @@ FIELDS = [
         info="Used for your requests only; never stored or logged.")),
 ]  # fmt: skip
 KEYS = [f.key for f in FIELDS]
+
+
 LABELS = {f.request or f.key: f.label for f in FIELDS}  # request field -> the page's word
 LABELS.update(control_video_url="Driving video", image_url="Image", mask_image_url="Motion mask")
 

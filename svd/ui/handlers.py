@@ -75,6 +75,7 @@ class Handlers:
     def __init__(self, jobs: JobQueue, backends: Backends):
         self.jobs, self.backends = jobs, backends
         self.blocks: gr.Blocks | None = None  # the page, once built
+        self.defaults: dict = {}  # each field's value when the page opens
         self.backend, self.store = backends.default, backends.default.store
         self.mask_dir = scratch("masks")
         self.previews = Previews(backends, self.mask_dir)
@@ -251,9 +252,14 @@ class Handlers:
         return [s.get(key, gr.update()) for key in KEYS]
 
     def fit_to(self, name):
-        """The status line and the extras the chosen backend takes."""
+        """The status line and the extras the chosen backend takes; those it does not take are
+        hidden and put back to their defaults (a value left behind would refuse the run)."""
         chosen = self.backends.chosen(name)
-        return [chosen.status(), *(gr.update(visible=f in chosen.supports) for f in EXTRAS)]
+        shown = [f in chosen.supports for f in EXTRAS]
+        return [chosen.status(), *(
+            gr.update(visible=True) if show else gr.update(visible=False, value=self.defaults[f])
+            for f, show in zip(EXTRAS, shown, strict=True)
+        )]  # fmt: skip
 
     def model_help(self) -> list:
         """The Advanced sliders' help, with the loaded model's own numbers."""

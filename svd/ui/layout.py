@@ -279,4 +279,5 @@ def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
                 _results(w, handlers.store)
         _wire(app, w, handlers)
     handlers.blocks = app
+    handlers.defaults = {key: w[key].value for key in KEYS}
     return app
