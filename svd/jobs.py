@@ -130,6 +130,7 @@ class JobQueue:
         for name, kind in ADDED.items():
             if name not in have:  # a database from an older version
                 self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+        self.deliveries = webhooks.Deliveries(Path(folder) / "queue.sqlite3")
         self._lock = threading.Condition()
         self._pending: list[Job] = []
         self._jobs: OrderedDict[str, Job] = OrderedDict()  # live and recent, by id
@@ -279,7 +280,7 @@ class JobQueue:
             for callback in job.on_done:
                 callback()
             if job.webhook:
-                webhooks.send(job)
+                self.deliveries.add(job)
 
     def _check_limits(self, session: str, address: str) -> None:
         live = [j for j in self._jobs.values() if not j.done.is_set()]
@@ -316,7 +317,7 @@ class JobQueue:
             job.inp = None
             self._save(job, "status", "error", "logs", "finished", "input")
             if job.webhook:
-                webhooks.send(job)
+                self.deliveries.add(job)
         self._execute(
             "DELETE FROM requests WHERE status = 'COMPLETED' AND seq NOT IN "
             "(SELECT seq FROM requests WHERE status = 'COMPLETED' ORDER BY seq DESC LIMIT ?)",

@@ -2,15 +2,21 @@
 
 The payload is fal's: {request_id, gateway_request_id, status: OK | ERROR, payload, error}.
 The URL passes the same public-address rules as inputs, at submit and at every attempt, and
-the POST goes to the address that was checked. Failed deliveries are retried with backoff
-(SVD_WEBHOOK_ATTEMPTS, SVD_WEBHOOK_BACKOFF).
+the POST goes to the address that was checked. Deliveries wait in the queue's database until
+they succeed or their attempts run out (SVD_WEBHOOK_ATTEMPTS, with SVD_WEBHOOK_BACKOFF
+doubling between them), so a restart loses none, and a few threads send them all: a
+thousand silent webhooks cost a thousand rows, not a thousand threads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
+import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -23,6 +29,10 @@ log = logging.getLogger(__name__)
 FIELD = "fal_webhook"
 TIMEOUT = 15.0  # seconds for one delivery, as fal allows
 MAX_DELAY = 900.0
+SENDERS = 4  # threads that send webhooks, however many wait
+TABLE = """CREATE TABLE IF NOT EXISTS webhooks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL, url TEXT NOT NULL,
+    body TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, due REAL NOT NULL)"""
 
 
 def check(url: str) -> str:
@@ -47,28 +57,102 @@ def payload(job) -> dict:
     return {**body, "status": "ERROR", "payload": detail, "error": error}
 
 
-def send(job) -> None:
-    """Deliver `job`'s result to its webhook in the background."""
-    body, url = payload(job), job.webhook["url"]
-    threading.Thread(target=deliver, args=(url, body), daemon=True, name="svd-webhook").start()
+def attempt(url: str, body: dict) -> bool:
+    """One POST of `body` to `url`, to the address checked now (DNS may answer otherwise
+    than at submit); True on a 2xx answer."""
+    try:
+        address = check_public(url, FIELD)
+        target, headers, extensions = pinned(url, address)
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+            request = client.build_request(
+                "POST", target, json=body, headers=headers, extensions=extensions
+            )
+            return client.send(request).is_success
+    except (httpx.HTTPError, InputError) as e:
+        log.warning("webhook for %s: %s", body["request_id"], e)
+        return False
 
 
-def deliver(url: str, body: dict) -> bool:
-    """POST `body` to `url` until a 2xx answer or the attempts run out; True if delivered."""
-    attempts, delay = settings().webhook_attempts, settings().webhook_backoff
-    for attempt in range(1, attempts + 1):
-        try:
-            address = check_public(url, FIELD)  # again: DNS may answer otherwise now
-            target, headers, extensions = pinned(url, address)
-            with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-                request = client.build_request(
-                    "POST", target, json=body, headers=headers, extensions=extensions
-                )
-                if client.send(request).is_success:
-                    return True
-        except (httpx.HTTPError, InputError) as e:
-            log.warning("webhook for %s, attempt %d: %s", body["request_id"], attempt, e)
-        if attempt < attempts:
-            time.sleep(min(delay * 2 ** (attempt - 1), MAX_DELAY))
-    log.warning("webhook for %s not delivered after %d attempts", body["request_id"], attempts)
-    return False
+class Deliveries:
+    """The webhooks still to deliver, kept in the SQLite file at `path` (the queue's), sent
+    by SENDERS threads as they fall due."""
+
+    def __init__(self, path: str | Path, senders: int = SENDERS):
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        self._db.execute(TABLE)
+        self._wake = threading.Condition()
+        self._todo: queue.Queue = queue.Queue()
+        self._sending: set[int] = set()
+        self._closed = False
+        for n in range(senders):
+            threading.Thread(target=self._send, daemon=True, name=f"svd-webhook-{n}").start()
+        threading.Thread(target=self._schedule, daemon=True, name="svd-webhooks").start()
+
+    def add(self, job) -> None:
+        """Deliver `job`'s result to its webhook (fal's payload), from now on."""
+        with self._wake:
+            self._db.execute(
+                "INSERT INTO webhooks (request_id, url, body, due) VALUES (?, ?, ?, ?)",
+                (job.id, job.webhook["url"], json.dumps(payload(job)), time.time()),
+            )
+            self._wake.notify()
+
+    def pending(self) -> int:
+        """Deliveries not yet made nor given up."""
+        with self._wake:
+            return self._db.execute("SELECT COUNT(*) FROM webhooks").fetchone()[0]
+
+    def close(self) -> None:
+        """Stop sending (what waits stays in the database for the next start)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        for _ in range(SENDERS):
+            self._todo.put(None)
+
+    def _schedule(self) -> None:
+        """Hand due deliveries to free senders; sleep until the next falls due."""
+        while not self._closed:
+            with self._wake:
+                free = SENDERS - len(self._sending)
+                waiting = self._waiting()
+                due = [row for row in waiting if row[4] <= time.time()][:free]
+                for row in due:
+                    self._sending.add(row[0])
+                    self._todo.put(row[:4])
+                if due:
+                    continue
+                if free and waiting:
+                    self._wake.wait(max(0.05, min(60.0, waiting[0][4] - time.time())))
+                else:
+                    self._wake.wait(60.0)  # until one is added or a sender is free
+
+    def _waiting(self) -> list[tuple]:
+        """The deliveries no sender holds, soonest first."""
+        rows = self._db.execute(
+            "SELECT seq, url, body, attempts, due FROM webhooks ORDER BY due LIMIT ?",
+            (SENDERS * 2,),
+        ).fetchall()
+        return [row for row in rows if row[0] not in self._sending]
+
+    def _send(self) -> None:
+        while (row := self._todo.get()) is not None and not self._closed:
+            seq, url, body, attempts = row
+            body = json.loads(body)
+            delivered = attempt(url, body)
+            attempts += 1
+            with self._wake:
+                if delivered or attempts >= settings().webhook_attempts:
+                    self._db.execute("DELETE FROM webhooks WHERE seq = ?", (seq,))
+                    if not delivered:
+                        log.warning("webhook for %s not delivered after %d attempts",
+                                    body["request_id"], attempts)  # fmt: skip
+                else:
+                    delay = min(settings().webhook_backoff * 2 ** (attempts - 1), MAX_DELAY)
+                    self._db.execute(
+                        "UPDATE webhooks SET attempts = ?, due = ? WHERE seq = ?",
+                        (attempts, time.time() + delay, seq),
+                    )
+                self._sending.discard(seq)
+                self._wake.notify()
