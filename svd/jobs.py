@@ -144,7 +144,7 @@ class JobQueue:
     def submit(
         self, inp: SVDInput, surface: str = "api", session: str = "", address: str = "",
         backend: Backend | None = None, limited: bool = True, webhook: dict | None = None,
-        start_timeout: float | None = None,
+        start_timeout: float | None = None, on_done=None,
     ) -> Job:  # fmt: skip
         """Queue a request; QueueFull when there is no room for it, InputError past
         SVD_MAX_WORK. A request not started within `start_timeout` seconds ends with fal's
@@ -160,6 +160,8 @@ class JobQueue:
             job = Job(secrets.token_hex(12), 0, surface, session, address, inp=inp)
             job.backend, job.webhook = backend, webhook
             job.context = contextvars.copy_context()
+            if on_done is not None:  # before it can start, so it cannot be missed
+                job.on_done.append(on_done)
             job.seq = self._insert(job)
             self._remember(job)
             if backend is not None and not backend.needs_gpu:  # a visitor's own fal run:

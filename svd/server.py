@@ -19,6 +19,7 @@ from svd.jobs import JobQueue, Limits
 from svd.routing import FalRouting
 from svd.settings import Settings, configure
 from svd.ui import ASSETS, CSS, JS, THEME, build_app
+from svd.ui.examples import Makings
 
 FAL_WORKERS = 4  # fal runs elsewhere: a few at once keep its queue busy, not this machine
 
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
             threading.Thread(target=_preload, args=(backend,), daemon=True).start()
     limits = Limits(config.max_runs_per_session, config.max_runs_per_address)
     jobs = JobQueue(workers, out_dir, config.queue_size, run=zerogpu.generate, limits=limits)
-    page = build_app(jobs, Backends(workers[0], options))
+    makings = Makings(jobs, workers[0])
+    if config.examples == "start":  # made in the background, before anyone asks
+        makings.start_all()
+    page = build_app(jobs, Backends(workers[0], options), makings)
     page.queue(max_size=config.queue_size)
     server = gr.mount_gradio_app(
         build_api(jobs, out_dir),  # the fal-compatible routes, same port

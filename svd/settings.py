@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     memory: Literal["normal", "low"] = "normal"
     fast: bool = False
     output_dir: Path = Path("outputs")
+    examples: Literal["start", "click"] = Field(
+        "start", description="when the page's example videos are made: at start or first click"
+    )
 
     # fal
     fal_endpoint: str = "fal-ai/svd"

@@ -35,6 +35,7 @@ def start_app(
         "GRADIO_ANALYTICS_ENABLED": "False",
         "SVD_MAX_RUNS_PER_SESSION": "0",  # these tests are one visitor; test_public limits
         "SVD_MAX_RUNS_PER_ADDRESS": "0",
+        "SVD_EXAMPLES": "click",  # not at start: the tests' apps share two cores
         **(env or {}),
     }
     log = open(output_dir.parent / f"app-{port}.log", "w")

@@ -300,3 +300,31 @@ def test_choosing_fal_puts_back_what_it_hides(app_url):
     *_, done = joined(url, dep["id"], ["local"])
     back = dict(zip([ids[o] for o in dep["outputs"]], done["output"]["data"], strict=True))
     assert back["num-frames"] == {"__type__": "update", "visible": True}
+
+
+def test_examples_are_made_at_start_once_and_shared(tiny_backend, tmp_path):
+    """start_all queues every example not kept yet; whoever asks meanwhile gets the same
+    run; once kept, nothing is made again."""
+    from svd.jobs import JobQueue
+    from svd.ui import examples
+
+    jobs = JobQueue([tiny_backend], tmp_path)
+    makings = examples.Makings(jobs, tiny_backend)
+    for example in examples.EXAMPLES:
+        examples.cache_path(tiny_backend, example).unlink(missing_ok=True)
+    makings.start_all()
+    first = examples.EXAMPLES[0]
+    job = makings.start(first)
+    assert job is not None and makings.start(first) is job  # a click joins the making
+    assert job.surface == "example" and not jobs.active(session="", address="")
+    for example in examples.EXAMPLES:
+        running = makings.start(example)
+        if running is not None:
+            assert running.done.wait(300) and running.error is None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(
+        examples.cached(tiny_backend, e) for e in examples.EXAMPLES
+    ):
+        time.sleep(0.1)
+    assert all(examples.cached(tiny_backend, e) for e in examples.EXAMPLES)
+    assert makings.start(first) is None  # kept: nothing is made again

@@ -1,18 +1,27 @@
 """The page's examples, made with the project's own pictures: thumbnails that show the whole
-picture, and videos made once per model (on first use) and kept for every visitor."""
+picture, and videos made once per model and kept for every visitor: at start (SVD_EXAMPLES
+start, the default) or at the first click (click). A making is one queued run shared by
+whoever waits for it; a page going away never cancels it."""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from svd.backends import Backend
-from svd.schema import SVDInput
+from svd.errors import BackendError
+from svd.fetch import file_path
+from svd.jobs import Job, JobQueue
+from svd.schema import SVDInput, SVDOutput
 from svd.session import scratch
+
+log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 SEED = 1
@@ -81,3 +90,46 @@ def keep(backend: Backend, example: Example, video: Path) -> Path:
     shutil.copyfile(video, part)
     part.replace(path)
     return path
+
+
+class Makings:
+    """The examples' videos being made for `backend` through `jobs`: one run per example at
+    a time, whoever asks."""
+
+    def __init__(self, jobs: JobQueue, backend: Backend):
+        self.jobs, self.backend = jobs, backend
+        self._making: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def start(self, example: Example) -> Job | None:
+        """The run making `example`'s video (started now if none is); None once it is kept."""
+        with self._lock:
+            if cached(self.backend, example) is not None:
+                return None
+            job = self._making.get(example.name)
+            if job is None or job.done.is_set() and job.error is not None:
+                job = self.jobs.submit(example.request(), "example", limited=False,
+                                       on_done=lambda: self._kept(example))  # fmt: skip
+                self._making[example.name] = job
+            return job
+
+    def start_all(self) -> None:
+        """Queue every example not kept yet (at start, behind nothing but the warm-up)."""
+        for example in EXAMPLES:
+            try:
+                self.start(example)
+            except BackendError as e:  # a full queue: the first click makes it
+                log.warning("example %s not queued: %s", example.name, e)
+
+    def _kept(self, example: Example) -> None:
+        with self._lock:  # start() has recorded the job (nothing cancels an example's run)
+            job = self._making[example.name]
+        if job.error is None:
+            video = SVDOutput.model_validate(job.output).image.url
+            keep(
+                self.backend,
+                example,
+                file_path(video) if video.startswith("file:") else Path(video),
+            )
+        else:
+            log.warning("example %s not made: %s", example.name, job.error.detail)

@@ -72,8 +72,8 @@ def chosen_example(index) -> examples.Example:
 class Handlers:
     """What the page's events do; runs go through `jobs`, the queue the HTTP API shares."""
 
-    def __init__(self, jobs: JobQueue, backends: Backends):
-        self.jobs, self.backends = jobs, backends
+    def __init__(self, jobs: JobQueue, backends: Backends, makings: examples.Makings):
+        self.jobs, self.backends, self.makings = jobs, backends, makings
         self.blocks: gr.Blocks | None = None  # the page, once built
         self.defaults: dict = {}  # each field's value when the page opens
         self.backend, self.store = backends.default, backends.default.store
@@ -106,20 +106,21 @@ class Handlers:
             "seed": str(out.seed + 1) if values.get("seed_mode") == "increment" else gr.update(),
         }  # fmt: skip
 
-    async def watch(self, job: Job, first: dict, session: str = ""):
+    async def watch(self, job: Job, first: dict, session: str = "", shared: bool = False):
         """Updates from `first` to the end of `job`. A stop ends with its info line (the last
         video stays); a failure with gr.Error. A finished run's own last update is the
-        caller's."""
+        caller's. A visitor who leaves ends their run, unless it is `shared`."""
         running = {"stop": gr.update(interactive=True)}
         yield {**first, **running}
         try:
-            async for update in self.follow(job, session):
+            async for update in self.follow(job, "" if shared else session):
                 # Every chunk repeats Stop's state: Gradio sends a chunk as a diff of the one
                 # before, and its client edits that chunk in place, so a prop update left out
                 # of the next chunk can be undone before the page has applied it.
                 yield {**update, **running}
         finally:
-            self.jobs.cancel(job)  # the visitor left (or the run ended): nothing runs for nobody
+            if not shared:  # the visitor left (or the run ended): nothing runs for nobody
+                self.jobs.cancel(job)
         if job.error is not None and job.error.detail == CANCELLED:
             words = progress.stopped(job)
             gr.Info(words)  # a normal outcome: the last video stays
@@ -190,24 +191,23 @@ class Handlers:
         return {**chosen_example(evt.index).values(), "example": evt.index}
 
     async def example_video(self, index: int | None, request: gr.Request):
-        """Show the example's video: made once per model, kept after."""
+        """Show the example's video: made once per model (at start, or now), kept after.
+        Its making is shared: leaving the page does not stop it."""
         chosen = chosen_example(index)
-        kept = examples.cached(self.backend, chosen)
         done = {"progress": progress.panel(f"Example: {chosen.caption}", kind="done")}
-        if kept is None:
-            try:
-                job = self.jobs.submit(chosen.request(), "page", *visitor(request))
-            except BackendError as e:
-                raise refused(e) from None
+        try:
+            job = self.makings.start(chosen)
+        except BackendError as e:
+            raise refused(e) from None
+        if job is None:
+            video = servable(str(examples.cached(self.backend, chosen)))
+        else:
             making = {"progress": progress.panel(f"Making the example: {chosen.caption}")}
-            async for update in self.watch(job, making, visitor(request)[0]):
+            async for update in self.watch(job, making, visitor(request)[0], shared=True):
                 yield update
-            if job.error is not None:  # stopped: said so already
-                return
-            video = SVDOutput.model_validate(job.output).image.url
-            kept = examples.keep(self.backend, chosen, Path(local_path(video)))
+            video = local_path(SVDOutput.model_validate(job.output).image.url)
             done.update(ended())
-        yield {**done, "video": servable(str(kept)), "seed_used": str(examples.SEED)}
+        yield {**done, "video": video, "seed_used": str(examples.SEED)}
 
     # -- depth maps, history
 

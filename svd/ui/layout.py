@@ -265,9 +265,10 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     )  # fmt: skip
 
 
-def build_app(jobs: JobQueue, backends: Backends) -> gr.Blocks:
-    """The page: the field table's widgets laid out, and their events. Endpoint: `generate`."""
-    handlers = Handlers(jobs, backends)
+def build_app(jobs: JobQueue, backends: Backends, makings: examples.Makings | None = None):
+    """The page: the field table's widgets laid out, and their events. Endpoint: `generate`.
+    `makings`: where the examples' videos are made (by default, in `jobs` on first click)."""
+    handlers = Handlers(jobs, backends, makings or examples.Makings(jobs, backends.default))
     w: dict = {}
     # Gradio's copies of uploads and shown files go after a day (checked hourly).
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as app:
