@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from svd import webhooks
-from svd.backends import Backend, Event, Preview, Queued, Tick, describe
+from svd.backends import Backend, Event, Preview, Queued, Step, Tick, describe
 from svd.errors import BackendError, InputError
 from svd.run import check_work
 from svd.schema import SVDInput
@@ -89,6 +89,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     on_done: list = field(default_factory=list)  # called from the worker when it finishes
+    first_step: tuple[float, int] | None = None  # (when, index) of the first step seen
 
     def log(self, message: str) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -245,6 +246,8 @@ class JobQueue:
                 raise Cancelled
             if isinstance(event, Tick):
                 return
+            if isinstance(event, Step) and job.first_step is None:
+                job.first_step = (time.time(), event.index)
             job.events.append(event)
             if not isinstance(event, (Queued, Preview)):  # the page shows previews; logs not
                 job.log(describe(event))

@@ -85,12 +85,19 @@ def set_slider(page, elem_id: str, value: int) -> None:
 
 
 def stop_a_long_run(page) -> None:
-    """Start a 100-step run, stop it once it is under way, and wait for the page to say so."""
+    """Start a 100-step run, stop it once it is under way, and wait for the page to say so.
+    While it works, its live preview stands in the video's place, and the progress says how
+    long it has taken; once stopped, the video is back."""
     set_slider(page, "steps", 100)
     page.locator("#generate").click()
     page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
+    page.locator("#live-preview img").wait_for(state="visible", timeout=60_000)
+    assert not page.locator("#video").is_visible()
+    assert re.search(r"Denoising · \d+ s", page.locator("#run-progress").inner_text())
     page.locator("#stop").click()
     page.get_by_text(re.compile(r"Stopped after step \d+ of 100")).first.wait_for(timeout=60_000)
+    page.locator("#video").wait_for(state="visible", timeout=10_000)
+    assert not page.locator("#live-preview").is_visible()
 
 
 def stroke(page, canvas) -> dict:
@@ -223,6 +230,12 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
         page.goto(url)
         page.locator("#generate").wait_for()
         assert in_view(page, "#generate")  # the action is on the first screen
+        assert in_view(page, "#run-progress")  # and where it will say how the run goes
+        order = [
+            page.locator(s).first.bounding_box()["y"]
+            for s in ("#generate", "#run-progress", "#video", "#motion-bucket-id")
+        ]
+        assert order == sorted(order), order  # the video right after them, then settings
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0  # nothing sticks out sideways
         contrasts = page.evaluate(CONTRAST)

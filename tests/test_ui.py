@@ -328,3 +328,19 @@ def test_examples_are_made_at_start_once_and_shared(tiny_backend, tmp_path):
         time.sleep(0.1)
     assert all(examples.cached(tiny_backend, e) for e in examples.EXAMPLES)
     assert makings.start(first) is None  # kept: nothing is made again
+
+
+def test_the_progress_says_stopping_at_once_and_how_long(tmp_path):
+    """The moment Stop is pressed the display says "Stopping..."; while steps run it says
+    how long the run has taken and how long its steps still need at their pace."""
+    from svd.backends import Step
+    from svd.jobs import Job
+    from svd.ui import progress
+
+    job = Job("x", 1, "page", status="IN_PROGRESS")
+    job.started, job.first_step = 100.0, (110.0, 1)
+    job.events.append(Step(5, 21))
+    assert progress.timing(job, Step(5, 21), now=130.0) == "30 s, about 80 s of steps left"
+    assert "step 5 of 21" in progress.of(job, 0)
+    job.cancel.set()
+    assert ">Stopping...<" in progress.of(job, 0)

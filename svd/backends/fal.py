@@ -111,7 +111,7 @@ class FalBackend(BackendBase):
         return 25
 
     def status(self) -> str:
-        return f"Backend: **fal**, endpoint **{self.endpoint}**"
+        return f"Runs on **fal** (fal.ai), endpoint **{self.endpoint}**"
 
     def _client(self):
         """fal-client's client and the secret it holds (kept out of every message)."""

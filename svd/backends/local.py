@@ -124,7 +124,7 @@ class LocalBackend(BackendBase):
             )
         self.fast = fast
         self._depth_model = config.depth_model
-        self.notice: str | None = None  # said on the page when the model is not the one asked for
+        self.notice: str | None = None  # why the model is not the one asked for (logged)
         self.store = OutputStore(output_dir or config.output_dir)
         self._pipe = SVDPipeline.of(pipe) if pipe is not None else None
         if self._pipe is not None:
@@ -248,16 +248,17 @@ class LocalBackend(BackendBase):
         return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
 
     def status(self) -> str:
+        """One line for a visitor (why a model fell back is the host's: it is in the log)."""
+        if self.model == "tiny":
+            return "⚠️ This runs **tiny**, a test model: its videos are noise, not your picture."
+        text = f"Model **{self.model}** on this server's {self.device.split(':')[0].upper()}"
         if not self.loaded:
-            return f"Backend: **local**, model **{self.model}** on {self.device} (loading...)"
-        text = f"Backend: **local**, model **{self.model}** on {self.device}"
+            return text + " (loading...)"
         if self.fast:
             text += ", fast path (compiled)"
         if self.memory == "low":
             text += ", low-memory mode"
-        if self.model == "tiny":
-            text += " — a tiny random-weight test model: its videos are noise, not your picture."
-        return f"⚠️ {self.notice}\n\n{text}" if self.notice else text
+        return text
 
     def render(self, prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:
         """Fit the inputs to the model's size and denoise (each `extend` segment going on

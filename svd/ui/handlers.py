@@ -31,12 +31,18 @@ OUTPUTS = ["video", "seed_used", "status", "progress", "preview", "stop", "seed"
 POLL = 0.25  # seconds between looks at a running job
 KEEP_ALIVE = 5.0  # seconds between updates at most: Gradio notices a closed stream on a send
 UNHEARD = 20.0  # seconds a visitor may leave every update unread before their run ends
-PREVIEW_SIDE = 256  # the live preview is shown this wide
+PREVIEW_SIDE = 512  # the live preview is drawn this wide (it fills the video's place)
 
 
 def ended() -> dict:
-    """What a run's end puts back: Stop off, the live preview hidden."""
-    return {"stop": gr.update(interactive=False), "preview": gr.update(visible=False)}
+    """What a run's end puts back: Stop off, the live preview hidden, the video shown."""
+    return {"stop": gr.update(interactive=False), "preview": gr.update(visible=False),
+            "video": gr.update(visible=True)}  # fmt: skip
+
+
+def previewing() -> dict:
+    """While a live preview shows: it stands where the video stands."""
+    return {"preview": gr.update(visible=True), "video": gr.update(visible=False)}
 
 
 def page_error(detail) -> str:
@@ -114,10 +120,13 @@ class Handlers:
         yield {**first, **running}
         try:
             async for update in self.follow(job, "" if shared else session):
-                # Every chunk repeats Stop's state: Gradio sends a chunk as a diff of the one
-                # before, and its client edits that chunk in place, so a prop update left out
-                # of the next chunk can be undone before the page has applied it.
-                yield {**update, **running}
+                # Every chunk repeats Stop's state (and, once a preview shows, the preview's
+                # and the video's): Gradio sends a chunk as a diff of the one before, and its
+                # client edits that chunk in place, so a prop update left out of the next
+                # chunk can be undone before the page has applied it.
+                if "preview" in update:
+                    running.update(previewing())
+                yield {**running, **update}
         finally:
             if not shared:  # the visitor left (or the run ended): nothing runs for nobody
                 self.jobs.cancel(job)
@@ -149,6 +158,7 @@ class Handlers:
                 scale = PREVIEW_SIDE / picture.width
                 size = (PREVIEW_SIDE, max(1, round(picture.height * scale)))
                 update["preview"] = gr.update(value=picture.resize(size), visible=True)
+                update["video"] = gr.update(visible=False)  # the preview takes its place
             if not update and loop.time() - sent >= KEEP_ALIVE:
                 update["progress"] = shown_panel
             if update:
@@ -173,11 +183,14 @@ class Handlers:
         return messages.qsize() if messages is not None else 0
 
     def stop(self, request: gr.Request):
+        """Stop this browser's runs; the progress says so at once."""
         running = self.jobs.active(session=visitor(request)[0])
         for job in running:
             self.jobs.cancel(job)
         if not running:
             gr.Info("Nothing is running.")
+            return gr.update()
+        return progress.panel("Stopping...", kind="stopped")
 
     def leave(self, request: gr.Request):
         for job in self.jobs.active(session=visitor(request)[0]):

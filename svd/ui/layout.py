@@ -43,6 +43,16 @@ input[type="range"]:focus-visible { outline: 3px solid #1d4ed8 !important; outli
   !important; }
 #examples .thumbnail-item { aspect-ratio: 16 / 9; }
 #examples .caption-label { font-size: 13px; white-space: normal; }
+/* A phone: the picture, the action, the progress, then the video (or its live preview),
+   then the settings and the rest; the columns give up their boxes to reorder them. */
+@media (max-width: 700px) {
+  #main { flex-direction: column; flex-wrap: nowrap; }
+  #main > #inputs, #main > #results { display: contents; }
+  #inputs > *, #results > * { order: 10; }
+  #inputs > #image { order: 1; } #inputs > #action { order: 2; }
+  #inputs > #run-progress { order: 3; } #results > #live-preview { order: 4; }
+  #results > #video { order: 5; } #results > #seed-used { order: 6; }
+}
 """
 # iOS plays a video inline and on its own only when it is muted and `playsinline`; the dice
 # is an icon, so it gets a name.
@@ -93,15 +103,12 @@ def strip_html(path: str | None) -> tuple[str, str]:
 
 def _action(w: dict) -> None:
     """Generate and Stop, right under the picture, and the one progress display."""
-    with gr.Row(equal_height=True):
-        w["generate"] = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
-        w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False, scale=1)
-    with gr.Row(equal_height=True):
-        w["progress"] = gr.HTML(progress.IDLE, elem_id="run-progress", padding=False)
-        w["preview"] = gr.Image(
-            label="Live preview (rough, no decoder)", interactive=False, visible=False,
-            height=120, elem_id="live-preview", buttons=[],
-        )  # fmt: skip
+    with gr.Row(equal_height=True, elem_id="action"):
+        w["generate"] = gr.Button("Generate", variant="primary", elem_id="generate", scale=3,
+                                  min_width=120)  # fmt: skip
+        w["stop"] = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False, scale=1,
+                              min_width=80)  # fmt: skip
+    w["progress"] = gr.HTML(progress.IDLE, elem_id="run-progress", padding=False)
 
 
 def _inputs(w: dict, backend) -> None:
@@ -137,7 +144,12 @@ def _inputs(w: dict, backend) -> None:
 
 
 def _results(w: dict, store) -> None:
-    """The right column: the video, what the model gets, the API panel, the history."""
+    """The right column: the video (the live preview in its place while a run works), what
+    the model gets, the API panel, the history."""
+    w["preview"] = gr.Image(
+        label="Live preview (rough, no decoder)", interactive=False, visible=False,
+        elem_id="live-preview", buttons=[],
+    )  # fmt: skip
     w["video"] = gr.Video(
         label="Video", autoplay=True, loop=True, interactive=False, buttons=["download"],
         elem_id="video",
@@ -237,7 +249,8 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
         h.shown, inputs=w["mine"], outputs=[w["gallery"], w["records"]], **off
     )
     run.then(lambda: gr.update(interactive=False), outputs=w["stop"], **off)  # even on errors
-    w["stop"].click(h.stop, api_name="stop", concurrency_limit=None, queue=False)
+    w["stop"].click(h.stop, outputs=w["progress"], api_name="stop", concurrency_limit=None,
+                    queue=False)  # fmt: skip
     filled = ["image", "seed", "mask_file", "control_maps", "example"]
     shown_example = ["video", "seed_used", "progress", "preview", "stop"]
     w["examples"].select(
@@ -273,10 +286,10 @@ def build_app(jobs: JobQueue, backends: Backends, makings: examples.Makings | No
     # Gradio's copies of uploads and shown files go after a day (checked hourly).
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as app:
         _header(w, handlers.backend)
-        with gr.Row():
-            with gr.Column(scale=5):
+        with gr.Row(elem_id="main"):
+            with gr.Column(scale=5, elem_id="inputs"):
                 _inputs(w, handlers.backend)
-            with gr.Column(scale=6):
+            with gr.Column(scale=6, elem_id="results"):
                 _results(w, handlers.store)
         _wire(app, w, handlers)
     handlers.blocks = app

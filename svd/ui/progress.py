@@ -7,6 +7,7 @@ drawn by the run's own handler (no Gradio overlay on every output).
 from __future__ import annotations
 
 import html
+import time
 
 from svd.backends import Preview, Step, describe
 from svd.jobs import Job
@@ -40,7 +41,9 @@ def stage(job: Job) -> str:
 
 
 def of(job: Job, position: int) -> str:
-    """The display for a job that is waiting or running."""
+    """The display for a job that is waiting, running or stopping."""
+    if job.cancel.is_set():
+        return panel("Stopping...", kind="stopped")
     if job.status == "IN_QUEUE":
         ahead = "next in the queue" if position == 0 else f"{position} ahead in the queue"
         return panel(f"Waiting: {ahead}", kind="waiting")
@@ -48,7 +51,20 @@ def of(job: Job, position: int) -> str:
     words = stage(job)
     if step is not None and words in ("denoising", "starting"):
         words = "denoising"
-    return panel(words.capitalize(), (step.index, step.total) if step else None)
+    return panel(f"{words.capitalize()} · {timing(job, step)}",
+                 (step.index, step.total) if step else None)  # fmt: skip
+
+
+def timing(job: Job, step: Step | None, now: float | None = None) -> str:
+    """How long the run has taken, and how long its steps still need at their pace so far
+    (whole seconds, so the display changes at most once a second)."""
+    now = now or time.time()
+    text = f"{now - (job.started or now):.0f} s"
+    if step is None or job.first_step is None or step.index <= job.first_step[1]:
+        return text
+    began, first = job.first_step
+    left = (now - began) / (step.index - first) * (step.total - step.index)
+    return f"{text}, about {left:.0f} s of steps left" if step.index < step.total else text
 
 
 def stopped(job: Job) -> str:

@@ -56,7 +56,7 @@ def licence(backend: Backend) -> str:
     if backend.name == "fal":
         return "[fal's terms](https://fal.ai/terms)"
     if model == "tiny":
-        return "random test weights, no licence"
+        return "no licence (test weights)"
     if model and model.count("/") == 1 and not model.startswith((".", "/")):
         return f"model licence: [{model}]({HUB}{model})"
     return f"model: {model}"
