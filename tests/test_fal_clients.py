@@ -442,6 +442,21 @@ def test_the_python_snippet_runs_as_it_is(tls_app, files, tmp_path):
     assert url.startswith(f"{main}/outputs/") and seed == "31"
 
 
+def test_the_python_snippet_runs_as_it_is_on_plain_http(plain_app, files, tmp_path):
+    """fal-client speaks https only: on a plain-http server the Python tab is plain httpx."""
+    from svd.ui.snippets import snippets
+
+    _, code, _ = snippets(snippet_body(files), plain_app, None, keyed=True)
+    assert "import httpx" in code and "fal_client" not in code
+    (tmp_path / "snippet.py").write_text(code)
+    env = {**os.environ, "SVD_API_KEY": KEY}
+    done = subprocess.run([sys.executable, str(tmp_path / "snippet.py")], capture_output=True,
+                          text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    url, seed = done.stdout.split()
+    assert url.startswith(f"{plain_app}/outputs/") and seed == "31"
+
+
 def test_the_javascript_snippet_runs_as_it_is(plain_app, files):
     from svd.ui.snippets import snippets
 

@@ -175,7 +175,7 @@ def _results(w: dict, store) -> None:
         )
         with gr.Tab("curl"):
             w["api_curl"] = gr.Code(language="shell", buttons=["copy"], elem_id="api-curl")
-        with gr.Tab("Python (fal-client)"):
+        with gr.Tab("Python"):
             w["api_python"] = gr.Code(language="python", buttons=["copy"], elem_id="api-python")
         with gr.Tab("JavaScript (@fal-ai/client)"):
             w["api_js"] = gr.Code(language="javascript", buttons=["copy"], elem_id="api-js")

@@ -1,5 +1,6 @@
-"""Runnable code for the page's current inputs: curl against POST /fal-ai/svd, Python
-fal-client and JavaScript @fal-ai/client, configured as the README says.
+"""Runnable code for the page's current inputs, against the server as it is: curl against
+POST /fal-ai/svd; Python with fal-client where it can reach the server (over https), else
+plain httpx; JavaScript @fal-ai/client through the app's proxy route.
 
 Files on the page go in as data: URIs: the file itself, or, when it is over MAX_EMBED bytes,
 the picture (and mask) as the model gets them (fitted to the video size), which gives the
@@ -49,19 +50,17 @@ def curl(body: dict, base: str, keyed: bool) -> str:
 
 
 def python(body: dict, base: str, queue: str | None, keyed: bool) -> str:
+    """fal-client over https; plain httpx otherwise (fal-client speaks https only)."""
+    if not base.startswith("https://"):
+        return python_httpx(body, base, keyed)
     host = base.split("://", 1)[-1]
     queue_host = queue.split("://", 1)[-1] if queue else f"{host}/queue"
-    note = ""
-    if not base.startswith("https://"):
-        note = ("# fal-client speaks https only: serve the app with --ssl-certfile and\n"
-                "# --ssl-keyfile (and --queue-port for submit); see the README.\n")  # fmt: skip
     if keyed:
         key = "# FAL_KEY in the environment is sent as this server's key (SVD_API_KEY)\n"
     else:
         key = 'os.environ.setdefault("FAL_KEY", "unused")  # this server asks for no key\n'
     return (
         "# pip install fal-client\n"
-        f"{note}"
         "import json\nimport os\n\n"
         "# fal-client reads these when it is imported: point it at this server\n"
         f'os.environ["FAL_RUN_HOST"] = "{host}"\n'
@@ -70,6 +69,23 @@ def python(body: dict, base: str, queue: str | None, keyed: bool) -> str:
         "import fal_client  # noqa: E402\n\n"
         f"arguments = json.loads(r'''{json.dumps(body, indent=4)}''')\n"
         f'result = fal_client.run("{APP}", arguments=arguments)\n'
+        'print(result["image"]["url"], result["seed"])\n'
+    )
+
+
+def python_httpx(body: dict, base: str, keyed: bool) -> str:
+    key = ""
+    if keyed:
+        key = 'headers["Authorization"] = f"Key {os.environ[\'SVD_API_KEY\']}"\n'
+    return (
+        "# pip install httpx   (this server speaks plain http, which fal-client does not)\n"
+        "import json\nimport os\n\nimport httpx\n\n"
+        f"arguments = json.loads(r'''{json.dumps(body, indent=4)}''')\n"
+        "headers = {}\n"
+        f"{key}"
+        f'answer = httpx.post("{base}/{APP}", json=arguments, headers=headers, timeout=900)\n'
+        "answer.raise_for_status()  # a 422 names the field at fault\n"
+        "result = answer.json()\n"
         'print(result["image"]["url"], result["seed"])\n'
     )
 
