@@ -344,3 +344,23 @@ def test_the_progress_says_stopping_at_once_and_how_long(tmp_path):
     assert "step 5 of 21" in progress.of(job, 0)
     job.cancel.set()
     assert ">Stopping...<" in progress.of(job, 0)
+
+
+def test_a_script_names_only_what_it_sets(app_url, picture_path):
+    """The page's endpoint as a script sees it: the picture required, every other
+    parameter optional with its widget's default, whole numbers typed as integers."""
+    client = Client(app_url[0], verbose=False)
+    info = client.view_api(return_format="dict", print_info=False)
+    params = {p["parameter_name"]: p for p in info["named_endpoints"]["/generate"]["parameters"]}
+    assert [k for k, p in params.items() if not p["parameter_has_default"]] == ["image"]
+    assert (
+        params["seed"]["parameter_default"] is None and params["fal_key"]["parameter_has_default"]
+    )
+    assert params["steps"]["python_type"]["type"] == "int"
+    assert params["cond_aug"]["python_type"]["type"] == "float"
+    answer = client.predict(image=handle_file(picture_path), steps=2, num_frames=2, width=128,
+                            height=64, api_name="/generate")  # fmt: skip
+    assert (
+        read_video(answer[0]["video"] if isinstance(answer[0], dict) else answer[0])[0].shape[0]
+        == 2
+    )

@@ -24,9 +24,12 @@ def visitor(request: gr.Request | None) -> tuple[str, str]:
 def by_key(fn, outputs: list[str]):
     """`fn(values, request)`, an async generator of {output name: value} dicts, as a Gradio
     handler whose parameters are the field table's keys (they name the `generate`
-    endpoint's parameters) and whose yields are lists in `outputs` order."""
+    endpoint's parameters) and whose yields are lists in `outputs` order. The picture is
+    the one parameter a script must give: Gradio offers the others as optional, with their
+    widgets' values (or None) as defaults."""
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    params = [inspect.Parameter(k, kind) for k in KEYS]
+    params = [inspect.Parameter(k, kind, **({} if k == "image" else {"default": None}))
+              for k in KEYS]  # fmt: skip
     params.append(inspect.Parameter("request", kind, default=None, annotation=gr.Request))
 
     async def handler(*args, **kwargs):

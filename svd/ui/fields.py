@@ -47,7 +47,7 @@ def slider(name: str, info: str, step: float, default_zero: bool = False):
         value = 0 if default_zero else SCHEMA[name].default
         return gr.Slider(
             0 if default_zero else low, high, value=value, step=step, label=label, info=info,
-            elem_id=elem_id(name),
+            elem_id=elem_id(name), precision=0 if float(step).is_integer() else None,
         )  # fmt: skip
 
     return make
