@@ -14,9 +14,10 @@ from fastapi_offline import FastAPIOffline
 
 from svd import webhooks
 from svd.errors import InputError
-from svd.fetch import is_http
+from svd.fetch import is_http, read_url
 from svd.forwarded import limit_key
 from svd.jobs import Job, JobQueue, QueueFull
+from svd.jobstore import StorageFull
 from svd.outputs import CONTENT_TYPES, served
 from svd.schema import URL_FIELDS, SVDInput, SVDOutput, parse_input
 from svd.settings import settings
@@ -75,7 +76,7 @@ async def read_input(request: Request) -> SVDInput:
     except ValueError as e:  # InputError is a ValueError; so is malformed JSON
         detail = e.fal_detail() if isinstance(e, InputError) else _not_json(e)
         raise HTTPException(422, detail) from None
-    refuse_local_paths(inp)
+    check_urls(inp)
     return inp
 
 
@@ -83,14 +84,21 @@ def _not_json(error: ValueError) -> list[dict]:
     return [{"loc": ["body"], "msg": f"not valid JSON ({error})", "type": "json_invalid"}]
 
 
-def refuse_local_paths(inp: SVDInput) -> None:
-    """Over HTTP only http(s) and data: URLs are read: no files of this machine."""
+def check_urls(inp: SVDInput) -> None:
+    """Over HTTP only http(s) and data: URLs are read (no files of this machine), and a
+    data: URI must decode within the limits before the request is queued."""
     errors = []
     for name in URL_FIELDS:
         value = getattr(inp, name)
-        if value and not (is_http(value) or value.strip().lower().startswith("data:")):
+        is_data = bool(value) and value.strip().lower().startswith("data:")
+        if value and not (is_http(value) or is_data):
             msg = "must be an http(s) URL or a data: URI; local paths are not accepted here"
             errors.append({"loc": ["body", name], "msg": msg, "type": "value_error"})
+        elif is_data:  # decoded now, so a bad one never waits in the queue
+            try:
+                read_url(value, name)
+            except InputError as e:
+                errors.extend(e.fal_detail())
     if errors:
         raise HTTPException(422, errors)
 
@@ -163,6 +171,8 @@ def submit(inp: SVDInput, request: Request, webhook: dict | None = None) -> Job:
         )  # fmt: skip
     except QueueFull as e:
         raise HTTPException(429, str(e), headers={"Retry-After": RETRY_AFTER}) from None
+    except StorageFull as e:  # nothing was queued
+        raise HTTPException(507, str(e), headers={"Retry-After": "60"}) from None
     except InputError as e:  # past SVD_MAX_WORK
         raise HTTPException(422, e.fal_detail()) from None
 

@@ -12,7 +12,6 @@ import contextvars
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from pathlib import Path
 from svd import webhooks
 from svd.backends import Backend, Event, Preview, Queued, Step, Tick, describe
 from svd.errors import BackendError, InputError
+from svd.jobstore import JobStore, full
 from svd.run import check_work
 from svd.schema import SVDInput
 
@@ -30,12 +30,7 @@ log = logging.getLogger(__name__)
 MAX_KEPT = 1000  # finished requests kept for their results
 RESTARTED = "interrupted by a restart; send the request again"
 CANCELLED = "Request was cancelled"
-TABLE = """CREATE TABLE IF NOT EXISTS requests (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, surface TEXT NOT NULL,
-    session TEXT NOT NULL DEFAULT '', address TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
-    input TEXT, output TEXT, error_code INTEGER, error TEXT, logs TEXT NOT NULL DEFAULT '[]',
-    created REAL NOT NULL, started REAL, finished REAL)"""
-ADDED = {"error_type": "TEXT", "webhook": "TEXT"}  # columns newer than the table
+FULL = "the server's disk is full; try again later"
 
 
 class Cancelled(Exception):
@@ -91,9 +86,12 @@ class Job:
     on_done: list = field(default_factory=list)  # called from the worker when it finishes
     first_step: tuple[float, int] | None = None  # (when, index) of the first step seen
 
-    def log(self, message: str) -> None:
+    def log(self, message: str) -> dict:
+        """Add a log line in fal's shape; it is returned for the store."""
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        self.logs.append({"message": message, "level": "INFO", "source": "USER", "timestamp": now})
+        entry = {"message": message, "level": "INFO", "source": "USER", "timestamp": now}
+        self.logs.append(entry)
+        return entry
 
     @property
     def inference_time(self) -> float | None:
@@ -121,17 +119,8 @@ class JobQueue:
         self.run = run or (lambda backend, inp, on_event: backend.generate(inp, on_event))
         self.max_size = max_size
         self.limits = limits
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            Path(folder) / "queue.sqlite3", check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(TABLE)
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(requests)")}
-        for name, kind in ADDED.items():
-            if name not in have:  # a database from an older version
-                self._db.execute(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
-        self.deliveries = webhooks.Deliveries(Path(folder) / "queue.sqlite3")
+        self.store = JobStore(folder)
+        self.deliveries = webhooks.Deliveries(self.store.path)
         self._lock = threading.Condition()
         self._pending: list[Job] = []
         self._jobs: OrderedDict[str, Job] = OrderedDict()  # live and recent, by id
@@ -182,8 +171,8 @@ class JobQueue:
             job = self._jobs.get(job_id)
         if job is not None:
             return job
-        row = self._query("SELECT * FROM requests WHERE id = ?", (job_id,))
-        return _from_row(row[0]) if row else None
+        row = self.store.load(job_id)
+        return _from_row(row) if row else None
 
     def position(self, job: Job) -> int:
         """How many requests will start before this one (0: next, or running)."""
@@ -250,8 +239,7 @@ class JobQueue:
                 job.first_step = (time.time(), event.index)
             job.events.append(event)
             if not isinstance(event, (Queued, Preview)):  # the page shows previews; logs not
-                job.log(describe(event))
-                self._save(job, "logs")
+                self.store.append_log(job.id, job.log(describe(event)))
 
         try:
             out = self.run(backend, job.inp, on_event)
@@ -262,6 +250,9 @@ class JobQueue:
         except BackendError as e:
             self._finish(job, error=Failure(500, str(e), "runner_server_error"))
         except Exception as e:  # the queue keeps serving whatever one request does
+            if full(e):  # writing the video: a clear 507, no traceback
+                self._finish(job, error=Failure(507, FULL, "runner_server_error"))
+                return
             log.exception("request %s failed", job.id)  # the details stay in the server's log
             failure = Failure(500, f"generation failed ({type(e).__name__})", "runner_server_error")
             self._finish(job, error=failure)
@@ -275,11 +266,12 @@ class JobQueue:
         job.inp = job.backend = job.context = None  # a data: URI can be large; the record
         # keeps what matters
         job.events = list({type(e): e for e in job.events}.values())  # the last of each kind
-        if error is not None:
-            job.log(f"error: {error.detail}")
         job.status = "COMPLETED"
         try:
-            self._save(job, "status", "output", "error", "logs", "finished", "input")
+            if error is not None:
+                self.store.append_log(job.id, job.log(f"error: {error.detail}"))
+            self._save(job)
+            self.store.drop_inputs(job.id)
         finally:  # whoever waits is told, even if the database failed
             job.done.set()
             for callback in job.on_done:
@@ -307,7 +299,7 @@ class JobQueue:
         """After a restart: what was running ends with a clear error, and so do queued page
         requests (their visitor is gone); queued API requests run again."""
         now = time.time()
-        for row in self._query("SELECT * FROM requests WHERE status != 'COMPLETED' ORDER BY seq"):
+        for row in self.store.unfinished():
             try:
                 job = _from_row(row)
             except ValueError:  # its input no longer validates: it ends like the others
@@ -318,16 +310,13 @@ class JobQueue:
                 continue
             job.status, job.finished = "COMPLETED", now
             job.error = Failure(500, RESTARTED, "internal_error")
-            job.log(f"error: {RESTARTED}")
+            self.store.append_log(job.id, job.log(f"error: {RESTARTED}"))
             job.inp = None
-            self._save(job, "status", "error", "logs", "finished", "input")
+            self._save(job)
+            self.store.drop_inputs(job.id)
             if job.webhook:
                 self.deliveries.add(job)
-        self._execute(
-            "DELETE FROM requests WHERE status = 'COMPLETED' AND seq NOT IN "
-            "(SELECT seq FROM requests WHERE status = 'COMPLETED' ORDER BY seq DESC LIMIT ?)",
-            (MAX_KEPT,),
-        )
+        self.store.prune(MAX_KEPT)
 
     def _remember(self, job: Job) -> None:
         self._jobs[job.id] = job
@@ -335,48 +324,31 @@ class JobQueue:
             done = [i for i, j in self._jobs.items() if j.done.is_set()]
             for old in done[: len(self._jobs) - MAX_KEPT]:
                 del self._jobs[old]
-            self._execute(
-                "DELETE FROM requests WHERE status = 'COMPLETED' AND seq < ?",
-                (job.seq - 10 * MAX_KEPT,),
-            )
+            if job.seq % MAX_KEPT == 0:  # now and then: the database keeps ten times as many
+                self.store.prune(10 * MAX_KEPT)
 
     def _insert(self, job: Job) -> int:
-        cursor = self._execute(
-            "INSERT INTO requests (id, surface, session, address, status, input, webhook, "
-            "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.id, job.surface, job.session, job.address, job.status,
-             job.inp.model_dump_json() if job.inp else None,
-             json.dumps(job.webhook) if job.webhook else None, time.time()),
-        )  # fmt: skip
-        return cursor.lastrowid
+        row = {"id": job.id, "surface": job.surface, "session": job.session,
+               "address": job.address, "status": job.status,
+               "webhook": json.dumps(job.webhook) if job.webhook else None,
+               "created": time.time()}  # fmt: skip
+        return self.store.insert(row, job.inp.model_dump_json() if job.inp else None)
 
     def _save(self, job: Job, *columns: str) -> None:
+        """Write `columns` of the job's row (all that change, by default)."""
         values = {
             "status": job.status,
-            "input": job.inp.model_dump_json() if job.inp else None,
             "output": json.dumps(job.output) if job.output is not None else None,
             "error": json.dumps(job.error.detail) if job.error else None,
-            "logs": json.dumps(job.logs),
+            "error_code": job.error.status if job.error else None,
+            "error_type": job.error.error_type if job.error else None,
             "started": job.started,
             "finished": job.finished,
         }
-        names = [c for c in columns if c in values]
-        sets = ", ".join(f"{c} = ?" for c in names)
-        params = [values[c] for c in names]
-        if "error" in columns:
-            sets += ", error_code = ?, error_type = ?"
-            params += [job.error.status if job.error else None, job.error and job.error.error_type]
-        self._execute(f"UPDATE requests SET {sets} WHERE id = ?", (*params, job.id))
-
-    def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, params)
-
-    def _query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            cursor = self._db.execute(sql, params)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        wanted = set(columns or values) | (
+            {"error_code", "error_type"} if "error" in columns else set()
+        )
+        self.store.update(job.id, {k: v for k, v in values.items() if k in wanted})
 
 
 def _call(fn, *args):
@@ -386,7 +358,7 @@ def _call(fn, *args):
 def _from_row(row: dict) -> Job:
     """A request as the database keeps it."""
     job = Job(row["id"], row["seq"], row["surface"], row["session"], row["address"])
-    job.status, job.logs = row["status"], json.loads(row["logs"] or "[]")
+    job.status, job.logs = row["status"], row["logs"]
     job.started, job.finished = row["started"], row["finished"]
     if row["input"]:
         job.inp = SVDInput.model_validate_json(row["input"])
