@@ -280,7 +280,8 @@ class JobQueue:
                 self.deliveries.add(job)
 
     def _check_limits(self, session: str, address: str) -> None:
-        live = [j for j in self._jobs.values() if not j.done.is_set()]
+        # A cancelled run counts no more: it ends at its next step, whatever the visitor does.
+        live = [j for j in self._jobs.values() if not j.done.is_set() and not j.cancel.is_set()]
         per_session, per_address = self.limits.per_session, self.limits.per_address
         if session and per_session and sum(j.session == session for j in live) >= per_session:
             raise QueueFull(

@@ -105,3 +105,26 @@ def test_a_bad_data_uri_is_refused_before_it_waits(tmp_path, monkeypatch, uri):
     r = asyncio.run(send())
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image_url"]
     assert not jobs._pending
+
+
+def test_a_cancelled_run_frees_its_addresss_place_at_once(tmp_path):
+    """An address at its limit cancels its run: its next run is taken at once, though the
+    cancelled one is still finishing its step."""
+    from svd.jobs import Limits
+
+    started, gate = threading.Event(), threading.Event()
+
+    def slow_step(backend, inp, on_event):
+        started.set()
+        assert gate.wait(30)  # a long step: the cancel is seen at its end
+        return ten_steps(backend, inp, on_event)
+
+    jobs = JobQueue([object()], tmp_path, run=slow_step, limits=Limits(per_address=1))
+    first = jobs.submit(SVDInput(image_url="x"), address="1.2.3.4")
+    assert started.wait(10)
+    jobs.cancel(first)
+    assert not first.done.is_set()
+    second = jobs.submit(SVDInput(image_url="x"), address="1.2.3.4")
+    gate.set()
+    assert first.done.wait(10) and first.error.detail == "Request was cancelled"
+    assert second.done.wait(10) and second.error is None
