@@ -72,8 +72,13 @@ def request_body(args: argparse.Namespace) -> dict:
 
 def run_generate(args: argparse.Namespace) -> int:
     inp = parse_input(request_body(args))
+    import torch
+
     from svd.backends import get_backend
     from svd.progress import ProgressPrinter
+    from svd.settings import settings
+
+    torch.set_num_threads(settings().cpu_threads())
 
     options = {"output_dir": args.out_dir}
     if args.model:

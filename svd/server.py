@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import gradio as gr
+import torch
 import uvicorn
 
 from svd import zerogpu
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = Path(config.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     held = claim(out_dir)  # noqa: F841 - held while the app runs
+    torch.set_num_threads(config.cpu_threads())
+    print(f"* torch uses {torch.get_num_threads()} CPU threads (SVD_THREADS)")
     sweep_parts(out_dir)
     workers, options = make_workers(config)
     if zerogpu.active():  # the models load now, on this thread, before the page serves

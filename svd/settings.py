@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     memory: Literal["normal", "low"] = "normal"
     fast: bool = False
     output_dir: Path = Path("outputs")
+    threads: int | None = Field(
+        None, gt=0, description="torch's CPU threads; by default the cores this process may use"
+    )
     examples: Literal["start", "click"] = Field(
         "start", description="when the page's example videos are made: at start or first click"
     )
@@ -91,6 +94,10 @@ class Settings(BaseSettings):
         if self.space_id and "forwarded_allow_ips" not in self.model_fields_set:
             return "*"
         return self.forwarded_allow_ips
+
+    def cpu_threads(self) -> int:
+        """SVD_THREADS, else the cores this process may run on (not the machine's count)."""
+        return self.threads or len(os.sched_getaffinity(0))
 
     def device_list(self) -> list[str | None]:
         """SVD_DEVICES as a list; [None] (pick one) when unset."""

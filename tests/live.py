@@ -36,6 +36,7 @@ def start_app(
         "SVD_MAX_RUNS_PER_SESSION": "0",  # these tests are one visitor; test_public limits
         "SVD_MAX_RUNS_PER_ADDRESS": "0",
         "SVD_EXAMPLES": "click",  # not at start: the tests' apps share two cores
+        "SVD_THREADS": "1",  # beside the test process: two threads each would fight
         **(env or {}),
     }
     log = open(output_dir.parent / f"app-{port}.log", "w")
