@@ -104,7 +104,8 @@ class Handlers:
         self.previews.rates.pop(self.backends.chosen(name).name, None)  # a new run: a new estimate
         seconds = job.inference_time or 0
         yield {
-            **ended(), "video": local_path(out.image.url), "seed_used": str(out.seed),
+            **ended(), "video": gr.update(value=local_path(out.image.url), visible=True),
+            "seed_used": str(out.seed),
             "status": self.backends.chosen(name).status(),
             "progress": progress.panel(f"Done in {seconds:.1f} s: seed {out.seed}", kind="done"),
             "last_run": Path(out.image.file_name or "").stem,
@@ -220,7 +221,8 @@ class Handlers:
                 yield update
             video = local_path(SVDOutput.model_validate(job.output).image.url)
             done.update(ended())
-        yield {**done, "video": video, "seed_used": str(examples.SEED)}
+        shown = gr.update(value=video, visible=True)  # in the place its preview stood
+        yield {**done, "video": shown, "seed_used": str(examples.SEED)}
 
     # -- depth maps, history
 
