@@ -35,9 +35,9 @@ PREVIEW_SIDE = 512  # the live preview is drawn this wide (it fills the video's 
 
 
 def ended() -> dict:
-    """What a run's end puts back: Stop off, the live preview hidden, the video shown."""
-    return {"stop": gr.update(interactive=False), "preview": gr.update(visible=False),
-            "video": gr.update(visible=True)}  # fmt: skip
+    """What a run's end puts back: Stop off, the live preview hidden. (The video comes back
+    in an event of its own after the run: a script gets the video alone.)"""
+    return {"stop": gr.update(interactive=False), "preview": gr.update(visible=False)}
 
 
 def previewing() -> dict:
@@ -104,8 +104,7 @@ class Handlers:
         self.previews.rates.pop(self.backends.chosen(name).name, None)  # a new run: a new estimate
         seconds = job.inference_time or 0
         yield {
-            **ended(), "video": gr.update(value=local_path(out.image.url), visible=True),
-            "seed_used": str(out.seed),
+            **ended(), "video": local_path(out.image.url), "seed_used": str(out.seed),
             "status": self.backends.chosen(name).status(),
             "progress": progress.panel(f"Done in {seconds:.1f} s: seed {out.seed}", kind="done"),
             "last_run": Path(out.image.file_name or "").stem,
@@ -221,8 +220,7 @@ class Handlers:
                 yield update
             video = local_path(SVDOutput.model_validate(job.output).image.url)
             done.update(ended())
-        shown = gr.update(value=video, visible=True)  # in the place its preview stood
-        yield {**done, "video": shown, "seed_used": str(examples.SEED)}
+        yield {**done, "video": video, "seed_used": str(examples.SEED)}
 
     # -- depth maps, history
 

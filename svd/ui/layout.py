@@ -249,6 +249,9 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
         h.shown, inputs=w["mine"], outputs=[w["gallery"], w["records"]], **off
     )
     run.then(lambda: gr.update(interactive=False), outputs=w["stop"], **off)  # even on errors
+    show_video = {"fn": lambda: gr.update(visible=True), "outputs": w["video"], "queue": False,
+                  **off}  # in the place its live preview stood  # fmt: skip
+    run.then(**show_video)
     w["stop"].click(h.stop, outputs=w["progress"], api_name="stop", concurrency_limit=None,
                     queue=False)  # fmt: skip
     filled = ["image", "seed", "mask_file", "control_maps", "example"]
@@ -259,7 +262,7 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
         in_order(h.example_video, shown_example), inputs=w["example"],
         outputs=[w[k] for k in shown_example], show_progress="hidden", concurrency_limit=None,
         **off,
-    )  # fmt: skip
+    ).then(**show_video)  # fmt: skip
     code = [w["api_curl"], w["api_python"], w["api_js"]]
     w["api"].expand(keyed(see.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
     run.then(keyed(see.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
