@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from svd.archive import MAX_MAPS
-from svd.errors import BackendError, InputError
+from svd.errors import BackendError
 from svd.fetch import read_url
 from svd.settings import settings
 
@@ -87,8 +87,3 @@ def video_to_depth_archive(url: str, model: str | None = None) -> bytes:
             Image.fromarray((scaled * 65535).round().astype(np.uint16)).save(png, "PNG")
             z.writestr(f"depth/frame_{i:04d}.png", png.getvalue())
     return buf.getvalue()
-
-
-def require_one_control(inp) -> None:
-    if inp.control_video_url and inp.control_maps_data_url:
-        raise InputError(FIELD, "give control_maps_data_url or control_video_url, not both")

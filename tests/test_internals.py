@@ -225,3 +225,32 @@ def test_gradios_per_session_message_queue():
     assert hasattr(pending, "get"), "gradio internal moved: Queue.pending_messages_per_session"
     source = inspect.getsource(type(page._queue).send_message)
     assert "pending_messages_per_session[event.session_hash]" in source and "put_nowait" in source
+
+
+def test_the_gradio_and_fal_client_internals_the_app_leans_on():
+    """Each library internal svd/ relies on, by name, with the file that relies on it."""
+    import fal_client.client
+    import gradio.processing_utils
+    import gradio.utils
+
+    check = inspect.getsource(gradio.processing_utils._check_allowed)
+    assert "blocks.has_launched" in check, (
+        "gradio internal moved: Blocks.has_launched gates the upload check (svd/server.py)"
+    )
+    for name in ("REST_URL", "CDN_URL"):  # read at call time, so setting them moves uploads
+        assert isinstance(getattr(fal_client.client, name, None), str), (
+            f"fal_client internal moved: fal_client.client.{name} (svd/backends/fal.py)"
+        )
+        assert f"{{{name}}}" in inspect.getsource(fal_client.client) or f"{name} +" in (
+            inspect.getsource(fal_client.client)
+        ), f"fal_client no longer reads {name} when it sends (svd/backends/fal.py)"
+
+    def handler(*args):
+        return args
+
+    handler.__signature__ = inspect.Signature(
+        [inspect.Parameter("image", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    )
+    assert [p[0] for p in gradio.utils.get_function_params(handler)] == ["image"], (
+        "gradio no longer names a handler's parameters by its __signature__ (svd/ui/adapters.py)"
+    )
