@@ -8,6 +8,8 @@ import pytest
 from svd.api import build_api
 from svd.jobs import JobQueue
 
+from .inprocess import post
+
 
 @pytest.fixture
 def api(tmp_path, monkeypatch):
@@ -24,12 +26,7 @@ def client(app) -> httpx.AsyncClient:
 def test_json_nested_deeper_than_python_reads_is_a_422(api):
     deep = b"[" * 100_000 + b"]" * 100_000
 
-    async def send():
-        async with client(api) as c:
-            return await c.post("/fal-ai/svd", content=deep,
-                                headers={"content-type": "application/json"})  # fmt: skip
-
-    r = asyncio.run(send())
+    r = post(api, "/fal-ai/svd", content=deep, headers={"content-type": "application/json"})
     assert (
         r.status_code == 422 and r.json()["detail"][0]["msg"] == "nested too deeply to be a request"
     )

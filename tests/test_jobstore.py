@@ -1,12 +1,10 @@
 """The queue's store: inputs written once, steps appended, old requests given back to the
 disk, a full disk and an unreadable database met with clear answers."""
 
-import asyncio
 import base64
 import sqlite3
 import threading
 
-import httpx
 import pytest
 
 from svd.api import build_api
@@ -14,6 +12,8 @@ from svd.backends import Step
 from svd.jobs import JobQueue
 from svd.jobstore import JobStore, StorageFull
 from svd.schema import SVDInput, SVDOutput
+
+from .inprocess import post
 
 BIG = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\x00" * 14_000_000).decode()
 SMALL_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\x00" * 100).decode()
@@ -79,14 +79,7 @@ def test_a_full_disk_is_a_507_and_nothing_is_queued(tmp_path, monkeypatch):
         for n in range(10_000):  # fill the room left
             jobs.store.insert({"id": f"{n:024d}", "surface": "api", "status": "IN_QUEUE",
                                "created": 0.0}, None)  # fmt: skip
-    app = build_api(jobs, tmp_path)
-
-    async def send():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            return await c.post("/queue/fal-ai/svd", json={"image_url": SMALL_URI})
-
-    r = asyncio.run(send())
+    r = post(build_api(jobs, tmp_path), "/queue/fal-ai/svd", json={"image_url": SMALL_URI})
     assert r.status_code == 507 and r.json()["detail"].startswith("the server's disk is full")
     assert not list((tmp_path / "queue-inputs").iterdir())
 
@@ -95,14 +88,7 @@ def test_a_full_disk_is_a_507_and_nothing_is_queued(tmp_path, monkeypatch):
 def test_a_bad_data_uri_is_refused_before_it_waits(tmp_path, monkeypatch, uri):
     monkeypatch.delenv("SVD_API_KEY", raising=False)
     jobs = JobQueue([], tmp_path)  # no worker: a queued request would wait for good
-    app = build_api(jobs, tmp_path)
-
-    async def send():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            return await c.post("/queue/fal-ai/svd", json={"image_url": uri})
-
-    r = asyncio.run(send())
+    r = post(build_api(jobs, tmp_path), "/queue/fal-ai/svd", json={"image_url": uri})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image_url"]
     assert not jobs._pending
 

@@ -1,8 +1,5 @@
 """The work one request may ask is bounded, and a cancelled run stops inside a step."""
 
-import asyncio
-
-import httpx
 import pytest
 
 from svd.api import build_api
@@ -12,6 +9,7 @@ from svd.jobs import JobQueue
 from svd.schema import SVDInput
 
 from .conftest import SMALL
+from .inprocess import post
 
 
 def test_work_past_the_limit_is_a_422_naming_it(tiny_backend, tmp_path, monkeypatch):
@@ -21,12 +19,7 @@ def test_work_past_the_limit_is_a_422_naming_it(tiny_backend, tmp_path, monkeypa
     body = {"image_url": "https://example.com/a.png", "width": 2048, "height": 2048,
             "num_frames": 64, "steps": 100}  # fmt: skip
 
-    async def send():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            return await c.post("/queue/fal-ai/svd", json=body)
-
-    r = asyncio.run(send())
+    r = post(app, "/queue/fal-ai/svd", json=body)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"][0]
     assert detail["loc"] == ["body", "steps"] and "SVD_MAX_WORK" in detail["msg"]
