@@ -158,7 +158,6 @@ class Handlers:
                 scale = PREVIEW_SIDE / picture.width
                 size = (PREVIEW_SIDE, max(1, round(picture.height * scale)))
                 update["preview"] = gr.update(value=picture.resize(size), visible=True)
-                update["video"] = gr.update(visible=False)  # the preview takes its place
             if not update and loop.time() - sent >= KEEP_ALIVE:
                 update["progress"] = shown_panel
             if update:
