@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from svd import models
 from svd.backends.base import Event, EventHandler, Tick, emit
 from svd.errors import BackendError, InputError
 from svd.run import Prepared, Rendered, run
@@ -50,12 +51,14 @@ def active() -> bool:
 
 def gpu_seconds(inp) -> int:
     """A ZeroGPU time budget from the real work: steps x frames x segments x pixels."""
-    frames = inp.num_frames or 25
-    pixels = (inp.width or 1024) * (inp.height or 576) / (1024 * 576)
+    model = models.DEFAULT
+    width, height = model.size
+    frames = inp.num_frames or model.frames
+    pixels = (inp.width or width) * (inp.height or height) / (width * height)
     work = inp.steps * frames * (inp.extend + 1) * pixels
     if inp.control_maps_data_url or inp.control_video_url:
         work *= 1.5  # the ControlNet runs beside the UNet
-    return int(30 + 0.15 * work)
+    return int(30 + model.gpu_seconds_per_unit * work)
 
 
 @dataclass(frozen=True)

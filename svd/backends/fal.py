@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 
+from svd import models
 from svd.backends.base import BackendBase, EventHandler, Log, Queued, Stage, emit
 from svd.errors import BackendError, InputError, short
 from svd.outputs import OutputStore
@@ -105,10 +106,10 @@ class FalBackend(BackendBase):
         self.store = OutputStore(output_dir or config.output_dir)
 
     def default_size(self) -> tuple[int, int]:
-        return 1024, 576  # fal-ai/svd's video: SVD-XT at its own size
+        return models.for_fal_endpoint(self.endpoint).size  # fal's video: the model's size
 
     def default_frames(self) -> int:
-        return 25
+        return models.for_fal_endpoint(self.endpoint).frames
 
     def status(self) -> str:
         return f"Runs on **fal** (fal.ai), endpoint **{self.endpoint}**"

@@ -13,9 +13,10 @@ import torch
 from diffusers import StableVideoDiffusionPipeline
 from PIL import Image
 
+from svd import models
 from svd.archive import depth_strip, maps_from_archive
 from svd.backends.base import BackendBase, EventHandler, Preview, Stage, Step, emit
-from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_controlnet, build_tiny_pipeline
+from svd.backends.tiny import build_tiny_controlnet, build_tiny_pipeline
 from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
 from svd.errors import BackendError
@@ -33,8 +34,7 @@ from svd.ticks import ticking
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
-DEFAULT_SIZE = (1024, 576)  # width, height the SVD models were trained at
+DEFAULT_MODEL = models.DEFAULT.repo
 DEFAULT_CONTROLNET = "CiaraRowles/temporal-controlnet-depth-svd-v1"  # trained on SVD, 14 frames
 MASK_SEED_OFFSET = 0x9E3779B9  # the mask's noise must not repeat the pipeline's
 
@@ -245,7 +245,12 @@ class LocalBackend(BackendBase):
                  time.perf_counter() - started)  # fmt: skip
 
     def default_size(self) -> tuple[int, int]:
-        return TINY_SIZE if self.model == "tiny" else DEFAULT_SIZE
+        return self.spec.size
+
+    @property
+    def spec(self) -> models.Model:
+        """The registry's entry for the model (the default model's for a folder)."""
+        return models.find(self.model) or models.DEFAULT
 
     def status(self) -> str:
         """One line for a visitor (why a model fell back is the host's: it is in the log)."""
@@ -377,8 +382,8 @@ class LocalBackend(BackendBase):
     def default_frames(self) -> int:
         """Frames a run makes when none are asked: the loaded UNet's, else by the model's name."""
         if self._pipe is not None:
-            return self._pipe.unet.config.num_frames or TINY_FRAMES
-        return 25 if "xt" in self.model.lower() else TINY_FRAMES
+            return self._pipe.unet.config.num_frames or self.spec.frames
+        return self.spec.frames
 
     def _decode_chunk(self, num_frames: int) -> int:
         # diffusers' docs suggest 8 on a GPU to bound memory (2 with SVD_MEMORY=low).

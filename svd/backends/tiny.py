@@ -13,12 +13,13 @@ from torch import nn
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from svd.controlnet import ControlNetSDV
+from svd.models import MODELS
 
-TINY_SIZE = (256, 128)  # width, height: its default video size, quick on a CPU
-TINY_FRAMES = 14
+TINY_SIZE = MODELS["tiny"].size  # width, height: its default video size, quick on a CPU
+TINY_FRAMES = MODELS["tiny"].frames
 
 
-# The scheduler of stabilityai/stable-video-diffusion-img2vid-xt.
+# The scheduler of SVD-XT's repo (svd/models.py).
 XT_SCHEDULER = {
     "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
     "interpolation_type": "linear", "num_train_timesteps": 1000,

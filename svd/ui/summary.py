@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import statistics
 
+from svd import models
 from svd.backends import Backend
 
 RECENT = 10  # runs the time estimate is drawn from
-HUB = "https://huggingface.co/"
 
 
 def frames_out(frames: int, fps: int, interpolate: int, loop: str, extend: int) -> tuple[int, int]:
@@ -55,10 +55,13 @@ def licence(backend: Backend) -> str:
     model = getattr(backend, "model", None)
     if backend.name == "fal":
         return "[fal's terms](https://fal.ai/terms)"
-    if model == "tiny":
+    spec = models.find(model)
+    if spec is not None and spec.licence is None:
         return "no licence (test weights)"
+    if spec is not None:
+        return f"model licence: [{spec.repo}]({spec.licence})"
     if model and model.count("/") == 1 and not model.startswith((".", "/")):
-        return f"model licence: [{model}]({HUB}{model})"
+        return f"model licence: [{model}]({models.HUB}{model})"
     return f"model: {model}"
 
 

@@ -1,0 +1,46 @@
+"""The model registry: each model's numbers in one place, read by whatever needs them."""
+
+import re
+from pathlib import Path
+
+from svd import models
+from svd.backends.fal import FalBackend
+from svd.backends.local import LocalBackend
+
+SVD = Path(__file__).resolve().parent.parent / "svd"
+
+
+def test_each_models_own_numbers():
+    assert models.find("svd").frames == 14 and models.find("svd-xt").frames == 25
+    assert models.DEFAULT.name == "svd-xt"
+    xt11 = models.find("stabilityai/stable-video-diffusion-img2vid-xt-1-1")
+    assert (xt11.name, xt11.fps, xt11.motion_bucket_id) == ("svd-xt-1-1", 6, 127)
+    lcm = models.find("animatelcm-svd-xt")
+    assert (lcm.steps, lcm.step_range, lcm.guidance, lcm.fps) == (4, (1, 20), (1.0, 1.2), 8)
+    assert lcm.scheduler == "consistency" and lcm.unet_file.endswith(".safetensors")
+    assert models.for_fal_endpoint("fal-ai/fast-svd-lcm") is lcm
+    assert models.for_fal_endpoint("fal-ai/svd") is models.DEFAULT
+    assert models.find("./my-folder") is None
+
+
+def test_backends_read_the_registry(tmp_path):
+    """Before any weights load, a backend's frames and size are its model's."""
+    assert LocalBackend(model="stabilityai/stable-video-diffusion-img2vid",
+                        output_dir=tmp_path).default_frames() == 14  # fmt: skip
+    assert LocalBackend(model="svd-xt", output_dir=tmp_path).default_frames() == 25
+    assert LocalBackend(model="tiny", output_dir=tmp_path).default_size() == (256, 128)
+    lcm = FalBackend(endpoint="fal-ai/fast-svd-lcm", output_dir=tmp_path)
+    assert lcm.default_frames() == 25 and lcm.default_size() == (1024, 576)
+
+
+def test_no_model_numbers_outside_the_registry():
+    """A model's repo id, frame count or size is written in svd/models.py only."""
+    found = []
+    for path in SVD.rglob("*.py"):
+        if path.name == "models.py":
+            continue
+        text = path.read_text()
+        for pattern in (r"img2vid", r"1024,\s*576", r"256,\s*128", r"or 25\b", r'"xt"'):
+            if re.search(pattern, text):
+                found.append(f"{path.relative_to(SVD)}: {pattern}")
+    assert found == []
