@@ -44,3 +44,28 @@ def test_no_model_numbers_outside_the_registry():
             if re.search(pattern, text):
                 found.append(f"{path.relative_to(SVD)}: {pattern}")
     assert found == []
+
+
+def test_the_default_model_loads_from_a_hub_shaped_offline_cache(tmp_path, picture_path):
+    """SVD-XT's repo id, laid out in a Hugging Face cache as the hub lays it out (tiny
+    weights), offline: the default model loads from it, not falling back to tiny."""
+    import json
+    from urllib.parse import urlparse
+
+    from .hub_cache import add_diffusers_repo
+    from .test_cli import svd_cli
+
+    home = tmp_path / "hf"
+    snapshot = add_diffusers_repo(home, models.DEFAULT.repo, frames=models.DEFAULT.frames)
+    assert (snapshot / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_symlink()
+    out = tmp_path / "out"
+    r = svd_cli(
+        "generate", "--image-url", picture_path, "--steps", "1", "--num-frames", "3",
+        "--width", "192", "--height", "128", "--seed", "5", "--out-dir", str(out),
+        env={"SVD_MODEL": "", "HF_HOME": str(home), "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "could not be loaded" not in r.stderr
+    video = Path(urlparse(json.loads(r.stdout.strip().splitlines()[-1])["image"]["url"]).path)
+    record = json.loads(video.with_suffix(".json").read_text())
+    assert record["model"] == models.DEFAULT.repo
