@@ -7,6 +7,7 @@ import logging
 import secrets
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,6 +75,18 @@ def load_controlnet(source: str, dtype: torch.dtype) -> ControlNetSDV:
     raise BackendError(f"could not load the ControlNet {source!r} (SVD_CONTROLNET): {error}")
 
 
+def not_here(model: str, error: Exception) -> str:
+    """Why `model` did not load, and how to get it (an error names the `model` setting)."""
+    if Path(model).exists():
+        return f"model: the folder {model} holds no loadable pipeline ({type(error).__name__})"
+    return (
+        f"model: the weights of {model} are not on this machine and could not be fetched "
+        f"({type(error).__name__}). Get them with `hf download {model}` (accept the "
+        "model's licence on Hugging Face and `hf auth login` first if it is gated), or "
+        "point SVD_MODEL at a folder that holds them"
+    )
+
+
 def _run_error(error: RuntimeError) -> BackendError:
     """A failed run worded for the user; out of memory says what to lower."""
     if isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower():
@@ -103,6 +116,9 @@ class LocalBackend(BackendBase):
     ):
         config = settings()
         self.explicit_model = model or config.model or None
+        named = models.find(self.explicit_model)  # a registry name stands for its repo
+        if named is not None and named.repo is not None:
+            self.explicit_model = named.repo
         self.model = self.explicit_model or DEFAULT_MODEL
         self._controlnet = controlnet if isinstance(controlnet, ControlNetSDV) else None
         if self._controlnet is not None:  # a ready ControlNet is used as it is
@@ -168,7 +184,7 @@ class LocalBackend(BackendBase):
                 pipe = load_pretrained(self.model, self.dtype)
             except Exception as e:  # offline, no cache, gated, bad folder...
                 if self.explicit_model is not None:
-                    raise BackendError(f"could not load the model {self.model!r}: {e}") from e
+                    raise BackendError(not_here(self.model, e)) from e
                 self.notice = (
                     f"The model {self.model} could not be loaded ({type(e).__name__}), so this "
                     "runs on 'tiny', a small random-weight test model: its videos are noise. "
