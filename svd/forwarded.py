@@ -14,8 +14,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def parse_address(text: str) -> Address | None:
     """An address in any spelling a socket library accepts (`::ffff:1.1.1.1`, `0001.1.1.1`,
-    `[::1]`); IPv4-mapped IPv6 as IPv4. None for what is no address."""
-    text = text.strip().strip("[]")
+    `[::1]`), with or without a port (`1.1.1.1:80`, `[::1]:80`); IPv4-mapped IPv6 as IPv4.
+    None for what is no address."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [v6] or [v6]:port
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":", 1)[0]
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -89,7 +94,7 @@ class ForwardedHeaders:
         scope["client"] = (str(peer) if peer else host, port)
         if peer not in self.trusted:
             return
-        headers = dict(scope["headers"])  # the first of each name
+        headers = dict(reversed(scope["headers"]))  # the first of each name
         proto = headers.get(b"x-forwarded-proto", b"").split(b",")[0].strip().lower()
         if proto in (b"http", b"https"):
             secure = proto == b"https"

@@ -213,7 +213,10 @@ class JobQueue:
                 while not self._pending:
                     self._lock.wait()
                 job = self._pending.pop(0)
-            self._start(job, backend)
+            try:
+                self._start(job, backend)
+            except Exception:  # nothing one request does stops the worker
+                log.exception("request %s", job.id)
 
     def _start(self, job: Job, backend: Backend) -> None:
         if job.deadline is not None:  # it started in time: no thread waits on for it
@@ -223,11 +226,16 @@ class JobQueue:
             self._save(job, "status", "started")
             run_in = job.context.run if job.context is not None else _call
             run_in(self._run, job, job.backend or backend)
-        except Exception:  # the database failed (a full disk): the worker goes on
+        except Exception as e:  # the database failed (a full disk): the worker goes on
             log.exception("request %s could not be recorded", job.id)
             if not job.done.is_set():
-                failure = Failure(500, "the server could not record the run", "internal_error")
-                self._finish(job, error=failure)
+                failure = Failure(507, FULL, "runner_server_error") if full(e) else Failure(
+                    500, "the server could not record the run", "internal_error"
+                )  # fmt: skip
+                try:
+                    self._finish(job, error=failure)
+                except Exception:  # still failing: whoever waits has been told
+                    log.exception("request %s: its end could not be recorded", job.id)
 
     def _run(self, job: Job, backend: Backend) -> None:
         def on_event(event: Event) -> None:

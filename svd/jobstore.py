@@ -43,6 +43,8 @@ class StorageFull(BackendError):
 
 def full(error: Exception) -> bool:
     """Whether `error` says the disk (or the database's room on it) is full."""
+    if isinstance(error, StorageFull):
+        return True
     if isinstance(error, sqlite3.OperationalError):
         return "full" in str(error).lower()
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -59,7 +61,9 @@ class JobStore:
         self._lock = threading.RLock()
         try:
             self._db = self._open()
-        except sqlite3.DatabaseError as e:
+        except sqlite3.OperationalError:  # locked, no room, no access: not the file's fault
+            raise
+        except sqlite3.DatabaseError as e:  # not a database, or damaged
             aside = self.path.with_name(f"{NAME}.unreadable-{int(time.time())}")
             log.error("the queue's database %s cannot be read (%s): set aside as %s; the "
                       "queue starts empty", self.path, e, aside.name)  # fmt: skip

@@ -84,6 +84,7 @@ class Deliveries:
         self._wake = threading.Condition()
         self._todo: queue.Queue = queue.Queue()
         self._sending: set[int] = set()
+        self._senders = senders
         self._closed = False
         for n in range(senders):
             threading.Thread(target=self._send, daemon=True, name=f"svd-webhook-{n}").start()
@@ -108,15 +109,20 @@ class Deliveries:
         with self._wake:
             self._closed = True
             self._wake.notify_all()
-        for _ in range(SENDERS):
+        for _ in range(self._senders):
             self._todo.put(None)
 
     def _schedule(self) -> None:
         """Hand due deliveries to free senders; sleep until the next falls due."""
         while not self._closed:
             with self._wake:
-                free = SENDERS - len(self._sending)
-                waiting = self._waiting()
+                try:
+                    waiting = self._waiting()
+                except sqlite3.Error:  # locked or full for now: try again shortly
+                    log.exception("webhooks: the queue's database could not be read")
+                    self._wake.wait(5.0)
+                    continue
+                free = self._senders - len(self._sending)
                 due = [row for row in waiting if row[4] <= time.time()][:free]
                 for row in due:
                     self._sending.add(row[0])
@@ -132,27 +138,41 @@ class Deliveries:
         """The deliveries no sender holds, soonest first."""
         rows = self._db.execute(
             "SELECT seq, url, body, attempts, due FROM webhooks ORDER BY due LIMIT ?",
-            (SENDERS * 2,),
+            (self._senders * 2,),
         ).fetchall()
         return [row for row in rows if row[0] not in self._sending]
 
     def _send(self) -> None:
         while (row := self._todo.get()) is not None and not self._closed:
-            seq, url, body, attempts = row
-            body = json.loads(body)
+            seq = row[0]
+            try:
+                self._deliver(*row)
+            except Exception:  # the database: the delivery stays; the sender goes on
+                log.exception("webhook %s", seq)
+                time.sleep(1.0)
+            finally:
+                with self._wake:
+                    self._sending.discard(seq)
+                    self._wake.notify()
+
+    def _deliver(self, seq: int, url: str, body: str, attempts: int) -> None:
+        """One attempt; then the row goes (delivered, or out of attempts) or waits again."""
+        body = json.loads(body)
+        try:
             delivered = attempt(url, body)
-            attempts += 1
-            with self._wake:
-                if delivered or attempts >= settings().webhook_attempts:
-                    self._db.execute("DELETE FROM webhooks WHERE seq = ?", (seq,))
-                    if not delivered:
-                        log.warning("webhook for %s not delivered after %d attempts",
-                                    body["request_id"], attempts)  # fmt: skip
-                else:
-                    delay = min(settings().webhook_backoff * 2 ** (attempts - 1), MAX_DELAY)
-                    self._db.execute(
-                        "UPDATE webhooks SET attempts = ?, due = ? WHERE seq = ?",
-                        (attempts, time.time() + delay, seq),
-                    )
-                self._sending.discard(seq)
-                self._wake.notify()
+        except Exception:  # a failed attempt like any other
+            log.exception("webhook for %s", body["request_id"])
+            delivered = False
+        attempts += 1
+        with self._wake:
+            if delivered or attempts >= settings().webhook_attempts:
+                self._db.execute("DELETE FROM webhooks WHERE seq = ?", (seq,))
+                if not delivered:
+                    log.warning("webhook for %s not delivered after %d attempts",
+                                body["request_id"], attempts)  # fmt: skip
+            else:
+                delay = min(settings().webhook_backoff * 2 ** (attempts - 1), MAX_DELAY)
+                self._db.execute(
+                    "UPDATE webhooks SET attempts = ?, due = ? WHERE seq = ?",
+                    (attempts, time.time() + delay, seq),
+                )

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import gradio as gr
+
 from svd import models
 from svd.backends.base import Event, EventHandler, Tick, emit
 from svd.errors import BackendError, InputError
@@ -152,10 +154,8 @@ def renderer(backend: Backend):
                     if isinstance(item, Failed):
                         raise item.error()
                     emit(on_event, item)
-        except Exception as e:
-            if type(e).__module__.startswith("gradio"):  # the package's own errors are gr.Error
-                raise BackendError(worker_error(getattr(e, "message", str(e)))) from None
-            raise
+        except gr.Error as e:  # the package's own errors (quota, queue, worker)
+            raise BackendError(worker_error(str(e.message))) from None
         raise BackendError("ZeroGPU: the GPU worker ended without a video")
 
     return render

@@ -50,6 +50,8 @@ def test_on_a_space_urls_are_https_on_the_spaces_host(monkeypatch):
     ("127.0.0.1, 10.0.0.0/8", "6.6.6.6, 203.0.113.9, 10.1.1.1", "203.0.113.9"),
     ("127.0.0.1", "::ffff:203.0.113.9", "203.0.113.9"),
     ("127.0.0.1", "0203.0.113.9", "131.0.113.9"),  # inet_aton's octal, as sockets read it
+    ("127.0.0.1", "203.0.113.9:51234", "203.0.113.9"),  # with the port a proxy may add
+    ("127.0.0.1", "[2001:db8::7]:443", "2001:db8::7"),
     ("127.0.0.1", "203.0.113.9, not-an-address", "127.0.0.1"),  # garbage: the peer counts
     ("192.0.2.1", "203.0.113.9", "127.0.0.1"),  # an untrusted peer's header counts for nothing
 ])  # fmt: skip

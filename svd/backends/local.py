@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 import threading
 import time
@@ -76,14 +77,18 @@ def load_controlnet(source: str, dtype: torch.dtype) -> ControlNetSDV:
 
 
 def not_here(model: str, error: Exception) -> str:
-    """Why `model` did not load, and how to get it (an error names the `model` setting)."""
+    """Why `model` did not load, and how to get it (an error names the `model` setting; a
+    folder's path is the host's business, not said)."""
+    kind = type(error).__name__
     if Path(model).exists():
-        return f"model: the folder {model} holds no loadable pipeline ({type(error).__name__})"
+        return f"model: the folder SVD_MODEL names holds no loadable pipeline ({kind})"
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
+        return f"model: SVD_MODEL names no hub id and no folder there is ({kind})"
     return (
         f"model: the weights of {model} are not on this machine and could not be fetched "
-        f"({type(error).__name__}). Get them with `hf download {model}` (accept the "
-        "model's licence on Hugging Face and `hf auth login` first if it is gated), or "
-        "point SVD_MODEL at a folder that holds them"
+        f"({kind}). Get them with `hf download {model}` (accept the model's licence on "
+        "Hugging Face and `hf auth login` first if it is gated), or point SVD_MODEL at a "
+        "folder that holds them"
     )
 
 

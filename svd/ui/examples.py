@@ -5,6 +5,7 @@ whoever waits for it; a page going away never cancels it."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from svd.backends import Backend
-from svd.errors import BackendError
+from svd.errors import BackendError, InputError
 from svd.fetch import file_path
 from svd.jobs import Job, JobQueue
 from svd.schema import SVDInput, SVDOutput
@@ -108,8 +109,11 @@ class Makings:
                 return None
             job = self._making.get(example.name)
             if job is None or job.done.is_set() and job.error is not None:
-                job = self.jobs.submit(example.request(), "example", limited=False,
-                                       on_done=lambda: self._kept(example))  # fmt: skip
+                # In a context of its own: a shared run spends no visitor's ZeroGPU quota.
+                job = contextvars.Context().run(
+                    self.jobs.submit, example.request(), "example", limited=False,
+                    on_done=lambda: self._kept(example),
+                )  # fmt: skip
                 self._making[example.name] = job
             return job
 
@@ -118,12 +122,14 @@ class Makings:
         for example in EXAMPLES:
             try:
                 self.start(example)
-            except BackendError as e:  # a full queue: the first click makes it
+            except (BackendError, InputError) as e:  # a full queue, SVD_MAX_WORK: a click says
                 log.warning("example %s not queued: %s", example.name, e)
 
     def _kept(self, example: Example) -> None:
-        with self._lock:  # start() has recorded the job (nothing cancels an example's run)
-            job = self._making[example.name]
+        # No lock here: this may run under the queue's, which start() takes under ours.
+        job = self._making.get(example.name)  # recorded: a run ends long after it is queued
+        if job is None:
+            return
         if job.error is None:
             video = SVDOutput.model_validate(job.output).image.url
             keep(

@@ -209,7 +209,7 @@ class Handlers:
         done = {"progress": progress.panel(f"Example: {chosen.caption}", kind="done")}
         try:
             job = self.makings.start(chosen)
-        except BackendError as e:
+        except (BackendError, InputError) as e:
             raise refused(e) from None
         if job is None:
             video = servable(str(examples.cached(self.backend, chosen)))
