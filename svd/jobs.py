@@ -224,8 +224,8 @@ class JobQueue:
         job.status, job.started = "IN_PROGRESS", time.time()
         try:
             self._save(job, "status", "started")
-            run_in = job.context.run if job.context is not None else _call
-            run_in(self._run, job, job.backend or backend)
+            context = job.context or contextvars.Context()  # a recovered job has none
+            context.run(self._run, job, job.backend or backend)
         except Exception as e:  # the database failed (a full disk): the worker goes on
             log.exception("request %s could not be recorded", job.id)
             if not job.done.is_set():
@@ -358,10 +358,6 @@ class JobQueue:
             {"error_code", "error_type"} if "error" in columns else set()
         )
         self.store.update(job.id, {k: v for k, v in values.items() if k in wanted})
-
-
-def _call(fn, *args):
-    return fn(*args)
 
 
 def _from_row(row: dict) -> Job:

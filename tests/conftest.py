@@ -17,6 +17,16 @@ def make_picture(width: int = 320, height: int = 200) -> Image.Image:
     return Image.fromarray(rgb.astype(np.uint8))
 
 
+def picture_data_uri(width: int = 320, height: int = 200) -> str:
+    """The test picture as a PNG `data:` URI."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    make_picture(width, height).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 @pytest.fixture
 def picture_path(tmp_path):
     path = tmp_path / "picture.png"

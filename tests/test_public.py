@@ -148,14 +148,9 @@ LONG = {"steps": 100, "num_frames": 2, "width": 128, "height": 64}
 
 
 def picture_uri() -> str:
-    import base64
-    import io
+    from .conftest import picture_data_uri
 
-    from .conftest import make_picture
-
-    buf = io.BytesIO()
-    make_picture(64, 64).save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return picture_data_uri(64, 64)
 
 
 def test_one_address_gets_three_runs_at_a_time(open_app):

@@ -9,7 +9,6 @@ run crosses into the GPU worker, which then cannot start, and must say exactly t
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from gradio_client import Client, handle_file
 from svd.schema import SVDInput
 from svd.zerogpu import gpu_seconds
 
-from .conftest import SMALL, make_picture
+from .conftest import SMALL, make_picture, picture_data_uri
 from .live import start_app, stop_app
 from .test_ui import DEFAULTS
 from .zerogpu_standin import DeviceAPI
@@ -80,9 +79,7 @@ def zero_app(tmp_path_factory):
 
 
 def picture_uri() -> str:
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / "zerogpu-picture.png"
-    make_picture(192, 128).save(path)
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    return picture_data_uri(192, 128)
 
 
 def budget(inp: SVDInput) -> int:
