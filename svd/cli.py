@@ -11,6 +11,7 @@ import sys
 import typing
 
 from svd.errors import BackendError, InputError
+from svd.models import MODELS
 from svd.schema import SVDInput, parse_input
 
 
@@ -24,6 +25,7 @@ def _kind(annotation) -> type:
 FIELDS = [
     (f"--{name.replace('_', '-')}", name, _kind(field.annotation), field.description)
     for name, field in SVDInput.model_fields.items()
+    if name != "model"  # --model takes a registry name or, for the local backend, more
 ]
 
 
@@ -35,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         gen.add_argument(flag, dest=field, type=_typed(field, kind), default=None, help=about)
     gen.add_argument("--json", dest="json_body", metavar="FILE|-", help="a fal request body")
     gen.add_argument("--backend", default="auto", choices=["auto", "local", "fal"])
-    gen.add_argument("--model", help="hub id, local folder or 'tiny' (SVD_MODEL)")
+    gen.add_argument("--model", help=f"a model ({', '.join(MODELS)}); for the local backend, "
+                     "also a hub id or local folder (SVD_MODEL)")  # fmt: skip
     gen.add_argument("--out-dir", help="where videos are kept (SVD_OUTPUT_DIR)")
     return parser
 
@@ -67,6 +70,8 @@ def request_body(args: argparse.Namespace) -> dict:
         value = getattr(args, field)
         if value is not None:
             body[field] = value
+    if args.model in MODELS:  # a name is the request's; a hub id or folder the backend's
+        body["model"] = args.model
     return body
 
 
@@ -81,7 +86,7 @@ def run_generate(args: argparse.Namespace) -> int:
     torch.set_num_threads(settings().cpu_threads())
 
     options = {"output_dir": args.out_dir}
-    if args.model:
+    if args.model and args.model not in MODELS:
         options["model"] = args.model
     backend = get_backend(args.backend, **options)
     with ProgressPrinter(sys.stderr) as progress:

@@ -23,7 +23,7 @@ from svd import webhooks
 from svd.backends import Backend, Event, Preview, Queued, Step, Tick, describe
 from svd.errors import BackendError, InputError
 from svd.jobstore import JobStore, full
-from svd.run import check_work
+from svd.run import settle
 from svd.schema import SVDInput
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class JobQueue:
         request_timeout (504)."""
         runner = backend or (self.backends[0] if self.backends else None)
         if isinstance(runner, Backend):  # the work is checked before it waits in the queue
-            check_work(runner, inp)
+            settle(runner, inp)
         with self._lock:
             if len(self._pending) >= self.max_size:
                 raise QueueFull(f"the queue is full ({self.max_size} requests); try later")

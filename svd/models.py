@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HUB = "https://huggingface.co/"
+ALL = frozenset({"mask", "depth", "preview", "extend"})
 
 
 @dataclass(frozen=True)
@@ -21,26 +22,33 @@ class Model:
     scheduler: str  # "euler" (the repo's own) or "consistency"
     licence: str | None  # a link to the terms
     fal_endpoint: str | None  # the fal app that runs it, where fal hosts it
-    unet_file: str | None = None  # a UNet state dict at the repo's root, over SVD-XT's parts
+    unet_file: str | None = None  # a UNet state dict at the repo's root, over `base`'s parts
+    base: str | None = None  # the model whose other parts (VAE, image encoder) it uses
     motion_bucket_id: int = 127
+    supports: frozenset[str] = ALL  # of mask, depth, preview, extend
     gpu_seconds_per_unit: float = 0.15  # ZeroGPU budget per step x frame at 1024x576
+
+    @property
+    def about(self) -> str:
+        return f"{self.name} ({self.frames} frames, {self.steps} steps)"
 
 
 MODELS = {
     m.name: m
     for m in (
-        Model("svd", "stabilityai/stable-video-diffusion-img2vid", 14, (1024, 576), 7, 25,
+        Model("svd", "stabilityai/stable-video-diffusion-img2vid", 14, (1024, 576), 7, 20,
               (1, 100), (1.0, 3.0), "euler",
               HUB + "stabilityai/stable-video-diffusion-img2vid", None),
-        Model("svd-xt", "stabilityai/stable-video-diffusion-img2vid-xt", 25, (1024, 576), 7, 25,
+        Model("svd-xt", "stabilityai/stable-video-diffusion-img2vid-xt", 25, (1024, 576), 7, 20,
               (1, 100), (1.0, 3.0), "euler",
               HUB + "stabilityai/stable-video-diffusion-img2vid-xt", "fal-ai/svd"),
         Model("svd-xt-1-1", "stabilityai/stable-video-diffusion-img2vid-xt-1-1", 25,
-              (1024, 576), 6, 25, (1, 100), (1.0, 3.0), "euler",
+              (1024, 576), 6, 20, (1, 100), (1.0, 3.0), "euler",
               HUB + "stabilityai/stable-video-diffusion-img2vid-xt-1-1", None),
         Model("animatelcm-svd-xt", "wangfuyun/AnimateLCM-SVD-xt", 25, (1024, 576), 8, 4,
               (1, 20), (1.0, 1.2), "consistency", HUB + "wangfuyun/AnimateLCM-SVD-xt",
-              "fal-ai/fast-svd-lcm", unet_file="AnimateLCM-SVD-xt-1.1.safetensors"),
+              "fal-ai/fast-svd-lcm", unet_file="AnimateLCM-SVD-xt-1.1.safetensors",
+              base="svd-xt", supports=ALL - {"depth"}),
         Model("tiny", None, 14, (256, 128), 7, 20, (1, 100), (1.0, 3.0), "euler", None, None),
     )
 }  # fmt: skip
@@ -58,3 +66,8 @@ def find(name_or_repo: str | None) -> Model | None:
 def for_fal_endpoint(endpoint: str) -> Model:
     """The model a fal endpoint runs (fal-ai/svd's, for an endpoint not listed)."""
     return next((m for m in MODELS.values() if m.fal_endpoint == endpoint), DEFAULT)
+
+
+def described() -> list[str]:
+    """Each model in a few words, for the API's schema."""
+    return [m.about for m in MODELS.values()]

@@ -1,8 +1,7 @@
 """A live preview while SVD samples: the middle frame's current estimate, with no VAE call.
 
-After each Euler step the scheduler's own estimate of the clean latent is recovered from two
-consecutive latents (x0 = x_i - (x_next - x_i) * sigma_i / (sigma_next - sigma_i)), and its
-4 channels are mapped to RGB by a fixed linear map of SD's latent space (the least-squares
+After each step the sampler's own estimate of the clean latent (svd.sampler) has its
+4 channels mapped to RGB by a fixed linear map of SD's latent space (the least-squares
 fit that ComfyUI and others use for SD 1.x/2.x previews; SVD shares that VAE latent space).
 """
 
@@ -26,22 +25,14 @@ def latent_to_rgb(latent: torch.Tensor) -> np.ndarray:
 
 
 class LatentPreview:
-    """Fed the latents after every step (diffusers' `callback_on_step_end`); gives a picture
-    every `every` steps, and none on the last step (the VAE's frames come right after)."""
+    """Fed each step's clean-latent estimate (diffusers' `callback_on_step_end`); gives a
+    picture every `every` steps, and none on the last step (the VAE's frames come right
+    after)."""
 
     def __init__(self, every: int = EVERY):
         self.every = every
-        self.previous: torch.Tensor | None = None  # the middle frame's latent, last step
 
-    def after_step(self, latents: torch.Tensor, sigmas, i: int, steps: int) -> np.ndarray | None:
-        if self.every <= 0:
+    def after_step(self, denoised: torch.Tensor | None, i: int, steps: int) -> np.ndarray | None:
+        if self.every <= 0 or denoised is None or (i + 1) % self.every or i + 1 >= steps:
             return None
-        middle = latents[0, latents.shape[1] // 2].detach()  # (batch, frames, 4, h, w)
-        previous, self.previous = self.previous, middle.clone()
-        if previous is None or (i + 1) % self.every or i + 1 >= steps:
-            return None
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        if sigma_next == sigma:
-            return latent_to_rgb(middle)
-        estimate = previous - (middle - previous) * sigma / (sigma_next - sigma)
-        return latent_to_rgb(estimate)
+        return latent_to_rgb(denoised[0, denoised.shape[1] // 2].detach())  # (batch, frames, ...)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from svd.errors import InputError
 from svd.fetch import is_http, read_url
 from svd.media import read_video, write_video
 from svd.post import finish
-from svd.schema import EXTRA_FIELDS, URL_FIELDS, SVDInput, SVDOutput
+from svd.schema import EXTRA_FIELDS, URL_FIELDS, File, SVDInput, SVDOutput
 from svd.settings import settings
 
 if TYPE_CHECKING:
@@ -51,6 +52,25 @@ class Rendered:
     kept: dict[str, Image.Image] = field(default_factory=dict)  # kept beside the video
     facts: dict = field(default_factory=dict)  # for the record: model, device, ...
     timings: dict[str, float] = field(default_factory=dict)
+    others: list[Rendered] = field(default_factory=list)  # the request's other videos
+
+    @property
+    def all(self) -> list[Rendered]:
+        return [self, *self.others]
+
+
+def random_seed() -> int:
+    """A seed for a request that gave none."""
+    return secrets.randbelow(2**32)
+
+
+def settle(backend: Backend, inp: SVDInput, frames: int | None = None) -> SVDInput:
+    """The request as `backend` runs it: extras it does not take refused, what is left out
+    set to the model's defaults, the work checked against SVD_MAX_WORK."""
+    refuse_unsupported(backend, inp)
+    inp = inp.with_defaults(backend.model_spec(inp.model))
+    check_work(backend, inp, frames)
+    return inp
 
 
 def refuse_unsupported(backend: Backend, inp: SVDInput) -> None:
@@ -66,13 +86,15 @@ def check_work(backend: Backend, inp: SVDInput, frames: int | None = None) -> No
     """Refuse a run past SVD_MAX_WORK: megapixels x frames x steps x segments, with the
     backend's own size and frame count for what the request leaves out (`frames`: the
     count depth maps set)."""
-    width, height = backend.default_size()
+    width, height = backend.default_size(inp.model)
     width, height = inp.width or width, inp.height or height
-    frames = frames or inp.num_frames or backend.default_frames()
-    work = width * height / 1e6 * frames * inp.steps * (inp.extend + 1)
+    frames = frames or inp.num_frames or backend.default_frames(inp.model)
+    work = width * height / 1e6 * frames * inp.steps * (inp.extend + 1) * inp.num_videos
     limit = settings().max_work
     if work > limit:
         segments = f" x {inp.extend + 1} segments" if inp.extend else ""
+        if inp.num_videos > 1:
+            segments += f" x {inp.num_videos} videos"
         raise InputError(
             "steps",
             f"{width}x{height} px x {frames} frames x {inp.steps} steps{segments} is "
@@ -83,8 +105,7 @@ def check_work(backend: Backend, inp: SVDInput, frames: int | None = None) -> No
 
 def prepare(backend: Backend, inp: SVDInput, on_event: EventHandler | None = None) -> Prepared:
     """Check the request against the backend, then read its inputs (see `Prepared`)."""
-    refuse_unsupported(backend, inp)
-    check_work(backend, inp)
+    inp = settle(backend, inp)
     emit(on_event, Stage("loading inputs"))
     data = {}
     for name in URL_FIELDS:
@@ -105,9 +126,21 @@ def store(
     backend: Backend, prepared: Prepared, rendered: Rendered, timings: dict[str, float],
     on_event: EventHandler | None = None,
 ) -> SVDOutput:  # fmt: skip
-    """Finish the frames (in-between frames, loop, format), keep the video and its record."""
+    """Finish the frames (in-between frames, loop, format), keep each video and its record
+    (a request for several videos keeps one record per video, with its own seed)."""
     emit(on_event, Stage("writing video"))
+    files = [_keep(backend, prepared, made, timings) for made in rendered.all]
+    backend.store.prune(settings().max_outputs)
+    out = SVDOutput(image=files[0], seed=rendered.seed)
+    if len(files) > 1:
+        out.videos, out.seeds = files, [made.seed for made in rendered.all]
+    return out
+
+
+def _keep(backend: Backend, prepared: Prepared, rendered: Rendered, timings: dict) -> File:
     inp, out = prepared.inp, backend.store
+    if prepared.inp.num_videos > 1:  # its record asks for this one video again
+        inp = inp.model_copy(update={"seed": rendered.seed, "num_videos": 1})
     run_id = out.new_id()
     started = time.perf_counter()
     with out.saving(run_id):
@@ -116,18 +149,16 @@ def store(
             out.save_image(run_id, name, image)
         if prepared.made_maps is not None:
             out.save_bytes(run_id, "depth.zip", prepared.made_maps)
-        timings["write_s"] = time.perf_counter() - started
+        timings = {**timings, "write_s": time.perf_counter() - started}
         timings = {**timings, **rendered.timings, "total_s": sum(timings.values())}
-        file = out.record(
+        return out.record(
             run_id, video, inp, rendered.seed, backend=backend.name, **rendered.facts,
             timings={k: round(v, 3) for k, v in timings.items()},
         )  # fmt: skip
-    out.prune(settings().max_outputs)
-    return SVDOutput(image=file, seed=rendered.seed)
 
 
 def _write(target: Path, inp: SVDInput, rendered: Rendered) -> Path:
-    asked_fps = inp.fps != SVDInput.model_fields["fps"].default
+    asked_fps = "fps" in inp.model_fields_set
     if rendered.video is not None:
         plain = inp.loop == "none" and not inp.interpolate and not asked_fps
         if plain and rendered.video.suffix == target.suffix:
@@ -154,5 +185,6 @@ def run(
     try:
         return store(backend, prepared, rendered, timings, on_event)
     finally:
-        if rendered.video is not None:  # a downloaded file not kept (stopped, failed)
-            rendered.video.unlink(missing_ok=True)
+        for made in rendered.all:  # a downloaded file not kept (stopped, failed)
+            if made.video is not None:
+                made.video.unlink(missing_ok=True)

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
+from svd import models
 from svd.errors import InputError, RuleError
 
+ModelName = Literal[tuple(models.MODELS)]  # noqa: the registry's names
+MAX_VIDEOS = 4
 SEED_MIN = -(2**63)
 SEED_MAX = 2**64 - 1
 
@@ -48,10 +58,25 @@ class SVDInput(BaseModel):
         int | None,
         _int(SEED_MIN, SEED_MAX, description="Same seed and inputs, same video."),
     ] = None
-    steps: Annotated[int, _int(1, 100, description="Denoising steps.")] = 20
+    steps: Annotated[
+        int | None,
+        _int(1, 100, description="Denoising steps; the model's own by default (20; "
+             "4 for animatelcm-svd-xt, at most 20 there)."),
+    ] = None
 
     # Extras, not part of fal's schema. Each is optional and None means the default.
-    fps: Annotated[int, _int(1, 60, description="Frames per second of the video.")] = 7
+    model: Annotated[
+        ModelName | None,
+        Field(description="The model: " + "; ".join(models.described())
+              + ". The server's default when left out."),
+    ] = None
+    num_videos: Annotated[
+        int, _int(1, MAX_VIDEOS, description="Videos to make, each from its own seed.")
+    ] = 1
+    fps: Annotated[
+        int | None,
+        _int(1, 60, description="Frames per second of the video; the model's own by default."),
+    ] = None
     num_frames: Annotated[
         int | None,
         _int(2, 64, description="Frames to generate; the model's own by default."),
@@ -99,11 +124,15 @@ class SVDInput(BaseModel):
         _int(1, 64, description="Frames decoded at once; lower saves memory."),
     ] = None
     min_guidance_scale: Annotated[
-        float, _float(0, 20, description="Classifier-free guidance at the first frame.")
-    ] = 1.0
+        float | None,
+        _float(0, 20, description="Classifier-free guidance at the first frame; the "
+               "model's own by default."),
+    ] = None
     max_guidance_scale: Annotated[
-        float, _float(0, 20, description="Classifier-free guidance at the last frame.")
-    ] = 3.0
+        float | None,
+        _float(0, 20, description="Classifier-free guidance at the last frame; the "
+               "model's own by default."),
+    ] = None
 
     @model_validator(mode="after")
     def _one_way_to_drive_frames(self) -> SVDInput:
@@ -113,29 +142,65 @@ class SVDInput(BaseModel):
             )
         if self.extend and (self.control_maps_data_url or self.control_video_url):
             raise RuleError("extend", "cannot go with depth maps (the maps set the frames)")
-        if self.max_guidance_scale < self.min_guidance_scale:
+        low, high = self.min_guidance_scale, self.max_guidance_scale
+        if low is not None and high is not None and high < low:
             raise RuleError(
                 "max_guidance_scale",
-                f"must be at least min_guidance_scale ({self.min_guidance_scale:g}); "
-                f"got {self.max_guidance_scale:g}",
+                f"must be at least min_guidance_scale ({low:g}); got {high:g}",
             )
+        if self.model is not None:
+            self._check_model(models.MODELS[self.model])
         return self
 
-    def fal_arguments(self) -> dict:
-        """The request body fal understands: fal's fields only, unset ones left out."""
-        return self.model_dump(include=FAL_FIELDS, exclude_none=True)
+    def _check_model(self, spec: models.Model) -> None:
+        lo, hi = spec.step_range
+        if self.steps is not None and not lo <= self.steps <= hi:
+            raise RuleError("steps", f"{spec.name} takes {lo} to {hi} steps; got {self.steps}")
+        if self.control_maps_data_url or self.control_video_url:
+            if "depth" not in spec.supports:
+                field = "control_maps_data_url" if self.control_maps_data_url else "control_video_url"
+                raise RuleError(field, f"{spec.name} does not take depth control")
+
+    def with_defaults(self, spec: models.Model) -> SVDInput:
+        """This request with what it leaves out set to `spec`'s defaults (steps, fps,
+        guidance), checked against that model. The fields the caller set stay the set ones."""
+        try:
+            self._check_model(spec)
+        except RuleError as e:
+            raise InputError(e.field, str(e)) from None
+        low, high = spec.guidance
+        low = low if self.min_guidance_scale is None else self.min_guidance_scale
+        high = max(low, high) if self.max_guidance_scale is None else self.max_guidance_scale
+        if high < low:  # the model's minimum over the caller's maximum
+            low = high
+        filled = self.model_copy(update={
+            "steps": self.steps or spec.steps, "fps": self.fps or spec.fps,
+            "min_guidance_scale": low, "max_guidance_scale": high,
+        })  # fmt: skip
+        object.__setattr__(filled, "__pydantic_fields_set__", set(self.model_fields_set))
+        return filled
+
+
+class FastSVDInput(SVDInput):
+    """fal-ai/fast-svd-lcm's input: fal-ai/svd's with its own steps and fps, always on
+    animatelcm-svd-xt; our extras work as they do there."""
+
+    steps: Annotated[
+        int, _int(1, 20, description="Denoising steps: more is finer and slower.")
+    ] = 4
+    fps: Annotated[
+        int, _int(1, 25, description="Frames per second: the higher, the faster it plays.")
+    ] = 10
+    model: Annotated[
+        Literal["animatelcm-svd-xt"], Field(description="The model this endpoint runs.")
+    ] = "animatelcm-svd-xt"
 
 
 URL_FIELDS = ("image_url", "mask_image_url", "control_maps_data_url", "control_video_url")
-FAL_FIELDS = {
-    "image_url",
-    "mask_image_url",
-    "control_maps_data_url",
-    "motion_bucket_id",
-    "cond_aug",
-    "seed",
-    "steps",
-}
+FAL_FIELDS = frozenset({
+    "image_url", "mask_image_url", "control_maps_data_url", "motion_bucket_id", "cond_aug",
+    "seed", "steps",
+})  # fmt: skip
 
 EXTRA_FIELDS = frozenset(SVDInput.model_fields) - FAL_FIELDS
 
@@ -150,17 +215,25 @@ class File(BaseModel):
 
 
 class SVDOutput(BaseModel):
-    """The fal-ai/svd output: the video and the seed used."""
+    """The fal-ai/svd output: the video and the seed used; with num_videos over 1, also
+    every video and seed (`image` and `seed` are the first)."""
 
     image: File
     seed: int
+    videos: list[File] | None = None
+    seeds: list[int] | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_fal(self, handler) -> dict:  # fal's two fields, the lists only when there are some
+        data = handler(self)
+        return {k: v for k, v in data.items() if k not in ("videos", "seeds") or v is not None}
 
 
-def parse_input(data: dict) -> SVDInput:
+def parse_input(data: dict, schema: type[SVDInput] = SVDInput) -> SVDInput:
     """Validate a request body; raise InputError naming the field and the limit."""
     if not isinstance(data, dict):
         raise InputError("input", "expected a JSON object")
     try:
-        return SVDInput.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as e:
         raise InputError.from_validation(e) from None

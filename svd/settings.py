@@ -23,7 +23,12 @@ class Settings(BaseSettings):
 
     # What runs the videos
     backend: Literal["auto", "local", "fal"] = "auto"
-    model: str | None = Field(None, description="hub id, local folder or 'tiny'")
+    model: str | None = Field(
+        None, description="the default model: a name (svd-xt, ...), hub id, folder or 'tiny'"
+    )
+    max_loaded_models: int | None = Field(
+        None, gt=0, description="pipelines kept loaded; 1 on a GPU, 2 elsewhere by default"
+    )
     controlnet: str | None = Field(None, description="depth ControlNet: hub id or folder")
     depth_model: str | None = Field(None, description="depth estimator for driving videos")
     devices: str | None = Field(None, description="one worker per device: cuda:0,cuda:1")

@@ -9,14 +9,39 @@ IMG = {"image_url": "https://example.com/a.png"}
 
 
 def test_defaults_are_fals():
+    from svd.models import DEFAULT
+
     inp = parse_input(IMG)
     assert inp.motion_bucket_id == 127
     assert inp.cond_aug == 0.02
-    assert inp.steps == 20
+    assert inp.steps is None and inp.with_defaults(DEFAULT).steps == 20  # the model's own
     assert inp.seed is None
     assert inp.mask_image_url is None and inp.control_maps_data_url is None
-    assert inp.fps == 7
+    assert inp.fps is None and inp.with_defaults(DEFAULT).fps == 7
     assert inp.num_frames is None and inp.width is None and inp.height is None
+    assert inp.model is None and inp.num_videos == 1
+
+
+def test_each_model_has_its_defaults_and_step_range():
+    from svd.models import MODELS
+
+    lcm = parse_input({**IMG, "model": "animatelcm-svd-xt"}).with_defaults(
+        MODELS["animatelcm-svd-xt"])
+    assert (lcm.steps, lcm.fps, lcm.min_guidance_scale, lcm.max_guidance_scale) == (4, 8, 1.0, 1.2)
+    assert "fps" not in lcm.model_fields_set  # filled, not asked
+    v11 = parse_input({**IMG, "model": "svd-xt-1-1", "steps": 9}).with_defaults(
+        MODELS["svd-xt-1-1"])
+    assert (v11.steps, v11.fps) == (9, 6)  # a value given stays
+    with pytest.raises(InputError, match="^steps: animatelcm-svd-xt takes 1 to 20 steps; got 21"):
+        parse_input({**IMG, "model": "animatelcm-svd-xt", "steps": 21})
+    with pytest.raises(InputError, match="^steps: animatelcm-svd-xt takes 1 to 20"):
+        parse_input({**IMG, "steps": 30}).with_defaults(MODELS["animatelcm-svd-xt"])
+    with pytest.raises(InputError, match="^model: Input should be 'svd', 'svd-xt'"):
+        parse_input({**IMG, "model": "svd-3"})
+    with pytest.raises(InputError, match="^num_videos: Input should be less than or equal to 4"):
+        parse_input({**IMG, "num_videos": 5})
+    with pytest.raises(InputError, match="^control_maps_data_url: animatelcm-svd-xt does not"):
+        parse_input({**IMG, "model": "animatelcm-svd-xt", "control_maps_data_url": "m.zip"})
 
 
 def test_image_url_is_required():
@@ -106,11 +131,20 @@ def test_error_lists_every_problem():
     assert {d["loc"][0] for d in e.value.details} == {"steps", "motion_bucket_id"}
 
 
-def test_fal_arguments_carry_only_fal_fields():
-    inp = parse_input({**IMG, "seed": 3, "fps": 12, "width": 512})
-    body = inp.fal_arguments()
+def test_fal_arguments_carry_only_each_endpoints_fields():
+    from svd.backends.fal import fal_arguments
+    from svd.models import MODELS
+
+    inp = parse_input({**IMG, "seed": 3, "fps": 12, "width": 512, "model": "svd-xt"})
+    body = fal_arguments(inp.with_defaults(MODELS["svd-xt"]), "fal-ai/svd")
     assert set(body) <= FAL_FIELDS
     assert body == {**IMG, "seed": 3, "motion_bucket_id": 127, "cond_aug": 0.02, "steps": 20}
+    lcm = parse_input({**IMG, "model": "animatelcm-svd-xt"})
+    body = fal_arguments(lcm.with_defaults(MODELS["animatelcm-svd-xt"]), "fal-ai/fast-svd-lcm")
+    assert body == {**IMG, "motion_bucket_id": 127, "cond_aug": 0.02, "steps": 4, "fps": 8}
+    masked = parse_input({**IMG, "model": "animatelcm-svd-xt", "mask_image_url": "m.png"})
+    with pytest.raises(InputError, match="^mask_image_url: fal-ai/fast-svd-lcm on fal does"):
+        fal_arguments(masked, "fal-ai/fast-svd-lcm")
 
 
 def test_output_shape_matches_fal():
@@ -118,6 +152,7 @@ def test_output_shape_matches_fal():
         image=File(url="https://x/v.mp4", content_type="video/mp4", file_name="v.mp4", file_size=9),
         seed=7,
     )
+    assert set(out.model_copy(update={"seeds": [7, 8]}).model_dump()) == {"image", "seed", "seeds"}
     assert out.model_dump() == {
         "image": {
             "url": "https://x/v.mp4",

@@ -18,10 +18,17 @@ from svd import models
 from svd.backends.base import BackendBase, EventHandler, Log, Queued, Stage, emit
 from svd.errors import BackendError, InputError, short
 from svd.outputs import OutputStore
-from svd.run import Prepared, Rendered
+from svd.run import Prepared, Rendered, random_seed
+from svd.schema import FAL_FIELDS
 from svd.settings import settings
 
 MAX_VIDEO_BYTES = 2 * 1024**3
+ENDPOINT_FIELDS = {  # what each of fal's endpoints takes, as fal documents them
+    "fal-ai/svd": FAL_FIELDS,
+    "fal-ai/fast-svd-lcm": frozenset(
+        {"image_url", "motion_bucket_id", "cond_aug", "seed", "steps", "fps"}
+    ),
+}
 TIMEOUT = "SVD_FAL_TIMEOUT"
 _CALLS = ThreadPoolExecutor(16, thread_name_prefix="svd-fal")  # calls bounded by a deadline
 SNIFF = [  # leading bytes -> content type, for uploads whose name says nothing
@@ -85,7 +92,8 @@ class FalBackend(BackendBase):
     """Runs each request on fal (`SVD_FAL_ENDPOINT`, fal-ai/svd by default)."""
 
     name = "fal"
-    supports = frozenset({"fps", "loop", "interpolate", "output_format", "control_video_url"})
+    supports = frozenset({"fps", "loop", "interpolate", "output_format", "control_video_url",
+                          "model", "num_videos"})  # fmt: skip
     takes_urls = True
     needs_gpu = False
 
@@ -105,11 +113,27 @@ class FalBackend(BackendBase):
         self.depth_model = config.depth_model
         self.store = OutputStore(output_dir or config.output_dir)
 
-    def default_size(self) -> tuple[int, int]:
-        return models.for_fal_endpoint(self.endpoint).size  # fal's video: the model's size
+    def model_spec(self, model: str | None = None) -> models.Model:
+        """The registry's entry for `model` (None: the model SVD_FAL_ENDPOINT runs); one
+        fal does not host is an error naming `model`."""
+        if model is None:
+            return models.for_fal_endpoint(self.endpoint)
+        spec = models.MODELS[model]
+        if spec.fal_endpoint is None:
+            hosted = ", ".join(m.name for m in models.MODELS.values() if m.fal_endpoint)
+            raise InputError("model", f"fal does not host {model}; it hosts {hosted} "
+                             "(or run it on the local backend)")  # fmt: skip
+        return spec
 
-    def default_frames(self) -> int:
-        return models.for_fal_endpoint(self.endpoint).frames
+    def endpoint_for(self, model: str | None) -> str:
+        """The fal endpoint a request runs on: its model's, else SVD_FAL_ENDPOINT."""
+        return self.endpoint if model is None else self.model_spec(model).fal_endpoint
+
+    def default_size(self, model: str | None = None) -> tuple[int, int]:
+        return self.model_spec(model).size  # fal's video: the model's size
+
+    def default_frames(self, model: str | None = None) -> int:
+        return self.model_spec(model).frames
 
     def status(self) -> str:
         return f"Runs on **fal** (fal.ai), endpoint **{self.endpoint}**"
@@ -144,31 +168,49 @@ class FalBackend(BackendBase):
             return work.result(timeout=self.timeout)
         except BaseException as e:
             abandoned.set()
-            if handles:  # stopped by the caller, failed or too slow: free fal's worker
-                _cancel_quietly(handles[0])
+            for handle in handles:  # stopped by the caller, failed or too slow: free fal's worker
+                _cancel_quietly(handle)
             if isinstance(e, FutureTimeout):
                 what = "it was not submitted"
                 if handles:
-                    what = f"request {handles[0].request_id} was cancelled on fal"
+                    ids = ", ".join(h.request_id for h in handles)
+                    what = f"request {ids} was cancelled on fal"
                 e = BackendError(f"fal: no result after {self.timeout:g} s ({TIMEOUT}); {what}")
             raise _worded(e, key) from None
 
     def _remote(self, prepared: Prepared, client, handles: list, on_event, abandoned) -> Rendered:
-        inp, started = prepared.inp, time.perf_counter()
+        """Upload once, then one fal request per video, at the same time (seeds seed,
+        seed + 1, ...); the first video is returned, the others in its `others`."""
+        inp = prepared.inp
+        endpoint = self.endpoint_for(inp.model)
         deadline = time.monotonic() + self.timeout
-
-        def go_on(stage: str) -> None:
-            if abandoned.is_set():
-                raise BackendError("fal: abandoned (stopped or too slow)")
-            emit(on_event, Stage(stage))
-
-        arguments = inp.fal_arguments()
+        arguments = fal_arguments(inp, endpoint)
         emit(on_event, Stage("uploading inputs"))
         for field, data in prepared.data.items():
             url = getattr(inp, field) or ""
             arguments[field] = client.upload(data, *_upload_type_and_name(url, data))
-        go_on("submitting to fal")
-        handle = client.submit(self.endpoint, arguments)
+        if abandoned.is_set():
+            raise BackendError("fal: abandoned (stopped or too slow)")
+        emit(on_event, Stage("submitting to fal"))
+        if inp.num_videos == 1:
+            return self._one(endpoint, arguments, client, handles, on_event, abandoned, deadline)
+        first = inp.seed if inp.seed is not None else random_seed()
+        seeds = [(first + k) % 2**64 for k in range(inp.num_videos)]
+        with ThreadPoolExecutor(len(seeds), thread_name_prefix="svd-fal-video") as pool:
+            calls = [
+                pool.submit(self._one, endpoint, {**arguments, "seed": seed}, client, handles,
+                            on_event if k == 0 else None, abandoned, deadline)  # fmt: skip
+                for k, seed in enumerate(seeds)
+            ]
+            made = [call.result() for call in calls]
+        made[0].others = made[1:]
+        return made[0]
+
+    def _one(self, endpoint: str, arguments: dict, client, handles: list, on_event, abandoned,
+             deadline: float) -> Rendered:  # fmt: skip
+        """One request on fal, followed to its video, downloaded."""
+        started = time.perf_counter()
+        handle = client.submit(endpoint, arguments)
         handles.append(handle)
         error = self._follow(handle, on_event, deadline)
         result = handle.get(interval=self.poll_interval)  # a failed run raises its 4xx here
@@ -177,13 +219,15 @@ class FalBackend(BackendBase):
             if error:
                 raise BackendError(f"fal: the request failed: {short(error, 300)}")
             raise BackendError(f"fal returned no video (keys: {', '.join(result) or 'none'})")
-        seed = result.get("seed", inp.seed)
+        seed = result.get("seed", arguments.get("seed"))
         if not isinstance(seed, int):
             raise BackendError("fal returned no seed")
         remote = time.perf_counter()
-        go_on("downloading video")
+        if abandoned.is_set():
+            raise BackendError("fal: abandoned (stopped or too slow)")
+        emit(on_event, Stage("downloading video"))
         path = self._download(video["url"], _suffix(video))
-        facts = {"model": self.endpoint, "request_id": handle.request_id}
+        facts = {"model": endpoint, "request_id": handle.request_id}
         facts["remote_url"] = video["url"]
         timings = {"remote_s": remote - started, "download_s": time.perf_counter() - remote}
         return Rendered(seed, video=path, facts=facts, timings=timings)
@@ -238,6 +282,16 @@ class FalBackend(BackendBase):
             raise
         os.replace(tmp, path)
         return path
+
+
+def fal_arguments(inp, endpoint: str) -> dict:
+    """The request body `endpoint` takes: its own fields, set ones only (fal-ai/svd's for an
+    endpoint not listed). A field of fal-ai/svd's that this endpoint lacks is an error."""
+    fields = ENDPOINT_FIELDS.get(endpoint, FAL_FIELDS)
+    for name in sorted(FAL_FIELDS - fields):
+        if getattr(inp, name) is not None:
+            raise InputError(name, f"{endpoint} on fal does not take it; leave it out there")
+    return inp.model_dump(include=fields, exclude_none=True)
 
 
 def _worded(error: BaseException, key: str) -> BaseException:

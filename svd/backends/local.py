@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import secrets
 import threading
 import time
-from pathlib import Path
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,13 +22,15 @@ from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
 from svd.errors import BackendError
 from svd.fast import channels_last, compile_unet
+from svd.loading import load_controlnet, load_model, not_here
 from svd.mask import MotionMask, mask_image, motion_map
 from svd.media import as_uint8_frames, decode_image, fit_image, video_size
 from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
 from svd.preview import EVERY, LatentPreview
 from svd.reuse import feature_reuse
-from svd.run import Prepared, Rendered
+from svd.sampler import noise_after, watched
+from svd.run import Prepared, Rendered, random_seed
 from svd.schema import EXTRA_FIELDS, SVDInput
 from svd.settings import settings
 from svd.ticks import ticking
@@ -39,6 +40,21 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = models.DEFAULT.repo
 DEFAULT_CONTROLNET = "CiaraRowles/temporal-controlnet-depth-svd-v1"  # trained on SVD, 14 frames
 MASK_SEED_OFFSET = 0x9E3779B9  # the mask's noise must not repeat the pipeline's
+NOISE_SEED_OFFSET = 0x85EBCA6B  # nor the sampler's fresh noise (consistency sampling)
+
+
+@dataclass
+class Plan:
+    """One render's settled parts; `done` counts steps over every video and segment."""
+
+    pipe: SVDPipeline
+    image: Image.Image
+    inp: SVDInput
+    frames: int
+    moves: np.ndarray | None  # where it moves (1) and stays still (0); None: all moves
+    on_event: EventHandler | None
+    total: int
+    done: int = 0
 
 
 def pick_device() -> str:
@@ -48,48 +64,6 @@ def pick_device() -> str:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
-
-
-def random_seed() -> int:
-    """A seed for a request that gave none."""
-    return secrets.randbelow(2**32)
-
-
-def load_pretrained(model: str, dtype: torch.dtype) -> StableVideoDiffusionPipeline:
-    """Load a hub id or a local folder; the fp16 files where there are some and fp16 is asked."""
-    if dtype == torch.float16:
-        try:
-            return StableVideoDiffusionPipeline.from_pretrained(model, dtype=dtype, variant="fp16")
-        except (OSError, ValueError):
-            log.info("no fp16 variant of %s; loading the full-precision files", model)
-    return StableVideoDiffusionPipeline.from_pretrained(model, dtype=dtype)
-
-
-def load_controlnet(source: str, dtype: torch.dtype) -> ControlNetSDV:
-    """A depth ControlNet from a hub id or folder, in its `controlnet` subfolder or at its root."""
-    error: Exception | None = None
-    for where in ({"subfolder": "controlnet"}, {}):
-        try:
-            return ControlNetSDV.from_pretrained(source, dtype=dtype, **where)
-        except (OSError, ValueError) as e:
-            error = e
-    raise BackendError(f"could not load the ControlNet {source!r} (SVD_CONTROLNET): {error}")
-
-
-def not_here(model: str, error: Exception) -> str:
-    """Why `model` did not load, and how to get it (an error names the `model` setting; a
-    folder's path is the host's business, not said)."""
-    kind = type(error).__name__
-    if Path(model).exists():
-        return f"model: the folder SVD_MODEL names holds no loadable pipeline ({kind})"
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", model):
-        return f"model: SVD_MODEL names no hub id and no folder there is ({kind})"
-    return (
-        f"model: the weights of {model} are not on this machine and could not be fetched "
-        f"({kind}). Get them with `hf download {model}` (accept the model's licence on "
-        "Hugging Face and `hf auth login` first if it is gated), or point SVD_MODEL at a "
-        "folder that holds them"
-    )
 
 
 def _run_error(error: RuntimeError) -> BackendError:
@@ -147,13 +121,15 @@ class LocalBackend(BackendBase):
         self._depth_model = config.depth_model
         self.notice: str | None = None  # why the model is not the one asked for (logged)
         self.store = OutputStore(output_dir or config.output_dir)
-        self._pipe = SVDPipeline.of(pipe) if pipe is not None else None
-        if self._pipe is not None:
-            if self.memory == "low":
-                self._place(self._pipe)
-            self._speed_up(self._pipe.unet, self._pipe.vae)
         if pipe is not None and self.explicit_model is None:
             self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
+        self._pipes: OrderedDict[str, SVDPipeline] = OrderedDict()  # by source, oldest first
+        if pipe is not None:
+            given = self._pipes[self.model] = SVDPipeline.of(pipe)
+            if self.memory == "low":
+                self._place(given)
+            self._speed_up(given.unet, given.vae)
+        self.max_loaded = config.max_loaded_models or (1 if self.device.startswith("cuda") else 2)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()  # direct callers (CLI, Python) share one pipeline
         self.needs_gpu = self.device.startswith("cuda")
@@ -171,32 +147,61 @@ class LocalBackend(BackendBase):
 
     @property
     def loaded(self) -> bool:
-        return self._pipe is not None
+        """Whether the default model is loaded."""
+        return self.model in self._pipes
 
-    def load(self) -> SVDPipeline:
-        """The pipeline, loaded on first use."""
+    def source_of(self, model: str | None) -> str:
+        """What `model` (a registry name; None: the default) loads from: a hub id, a
+        folder, or "tiny"."""
+        if model is None:
+            return self.model
+        return models.MODELS[model].repo or model
+
+    def model_spec(self, model: str | None = None) -> models.Model:
+        """The registry's entry for `model` (None: the default model's; the default's for a
+        folder or an unlisted hub id)."""
+        return self.spec if model is None else models.MODELS[model]
+
+    def load(self, model: str | None = None) -> SVDPipeline:
+        """The pipeline of `model` (None: the default), loaded on first use; past
+        SVD_MAX_LOADED_MODELS, the least recently used other one is let go."""
         with self._load_lock:
-            if self._pipe is None:
-                self._pipe = self._load()
-            return self._pipe
+            source = self.source_of(model)
+            pipe = self._pipes.get(source)
+            if pipe is None:
+                pipe = self._load(source, model)
+                source = self.source_of(model)  # the default may have become tiny
+                self._pipes[source] = pipe
+                while len(self._pipes) > self.max_loaded:
+                    gone = next(iter(self._pipes))
+                    del self._pipes[gone]
+                    log.info("let %s go (SVD_MAX_LOADED_MODELS=%d)", gone, self.max_loaded)
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+            self._pipes.move_to_end(source)
+            return pipe
 
-    def _load(self) -> SVDPipeline:
+    def _load(self, source: str, name: str | None) -> SVDPipeline:
         started = time.perf_counter()
-        if self.model == "tiny":
+        spec = models.find(name or source)
+        if source == "tiny":
             pipe = build_tiny_pipeline()
         else:
+            base = None
+            if spec is not None and spec.base:
+                base = self._pipes.get(self.source_of(spec.base))  # its parts are shared
             try:
-                pipe = load_pretrained(self.model, self.dtype)
+                pipe = load_model(spec, source, self.dtype, base)
             except Exception as e:  # offline, no cache, gated, bad folder...
-                if self.explicit_model is not None:
-                    raise BackendError(not_here(self.model, e)) from e
+                if name is not None or self.explicit_model is not None:
+                    raise BackendError(not_here(source, e, name)) from e
                 self.notice = (
-                    f"The model {self.model} could not be loaded ({type(e).__name__}), so this "
+                    f"The model {source} could not be loaded ({type(e).__name__}), so this "
                     "runs on 'tiny', a small random-weight test model: its videos are noise. "
                     "Set SVD_MODEL to a hub id or a local folder with the weights."
                 )
                 log.warning(self.notice)
-                self.model = "tiny"
+                self.model = source = "tiny"
                 pipe = build_tiny_pipeline()
         pipe = SVDPipeline.of(pipe)
         if pipe.dtype != self.dtype:
@@ -205,12 +210,12 @@ class LocalBackend(BackendBase):
         self._speed_up(pipe.unet, pipe.vae)
         pipe.set_progress_bar_config(disable=True)
         elapsed = time.perf_counter() - started
-        log.info("loaded %s on %s in %.1f s", self.model, self.device, elapsed)
+        log.info("loaded %s on %s in %.1f s", source, self.device, elapsed)
         return pipe
 
-    def load_controlnet(self) -> ControlNetSDV:
+    def load_controlnet(self, model: str | None = None) -> ControlNetSDV:
         """The depth ControlNet, loaded on first use (`SVD_CONTROLNET`)."""
-        pipe = self.load()
+        pipe = self.load(model)
         with self._load_lock:
             if self._controlnet is None:
                 if self.model == "tiny" and not self.controlnet:
@@ -265,8 +270,8 @@ class LocalBackend(BackendBase):
         log.info("compiled for %dx%d, %d frames in %.0f s", width, height, frames,
                  time.perf_counter() - started)  # fmt: skip
 
-    def default_size(self) -> tuple[int, int]:
-        return self.spec.size
+    def default_size(self, model: str | None = None) -> tuple[int, int]:
+        return self.model_spec(model).size
 
     @property
     def spec(self) -> models.Model:
@@ -287,24 +292,26 @@ class LocalBackend(BackendBase):
         return text
 
     def render(self, prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:
-        """Fit the inputs to the model's size and denoise (each `extend` segment going on
-        from the last frame)."""
+        """Fit the inputs to the model's size and denoise: `num_videos` videos from seeds
+        seed, seed + 1, ... (each `extend` segment going on from the last frame). The first
+        video is returned, the others in its `others`."""
         inp = prepared.inp
         picture = decode_image(prepared.data["image_url"], "image_url")
-        seed = inp.seed if inp.seed is not None else random_seed()
-        if not self.loaded:
+        first = inp.seed if inp.seed is not None else random_seed()
+        seeds = [(first + k) % 2**64 for k in range(inp.num_videos)]
+        if self.source_of(inp.model) not in self._pipes:
             emit(on_event, Stage("loading model"))
-        pipe = self.load()
+        pipe = self.load(inp.model)
         width, height = self._size(inp, picture.size)
         image = fit_image(picture, width, height, inp.resize_mode)
         kept = {"input": image}
-        num_frames = inp.num_frames or self.default_frames()
+        num_frames = inp.num_frames or self.default_frames(inp.model)
         control, controlnet = contextlib.nullcontext(), None
         if prepared.maps is not None:
             maps = maps_from_archive(prepared.maps, width, height, inp.resize_mode)
             num_frames, kept["depth"] = len(maps), depth_strip(maps)  # one frame per map
             cond = maps_to_cond(maps, pipe._execution_device, pipe.unet.dtype)
-            net = self.load_controlnet()
+            net = self.load_controlnet(inp.model)
             control = depth_control(pipe.unet, net, cond, inp.control_scale)
             controlnet = self.controlnet_name
         moves = None
@@ -312,33 +319,54 @@ class LocalBackend(BackendBase):
             mask = decode_image(prepared.data["mask_image_url"], "mask_image_url")
             moves = motion_map(mask, width, height, inp.resize_mode)
             kept["mask"] = mask_image(moves)
+            if moves.min() >= 1.0:  # nothing held still: exactly a run without a mask
+                moves = None
         emit(on_event, Stage("denoising"))
+        total = inp.steps * (inp.extend + 1) * len(seeds)
+        plan = Plan(pipe, image, inp, num_frames, moves, on_event, total)
         with self._run_lock, control:
             try:
-                frames = self._segments(pipe, image, inp, num_frames, seed, moves, on_event)
+                videos = self._videos(plan, seeds, together=prepared.maps is None)
             except RuntimeError as e:  # torch's out-of-memory error is a RuntimeError too
                 raise _run_error(e) from e
             finally:
                 if self.device.startswith("cuda"):
                     torch.cuda.empty_cache()
         facts = {
-            "model": self.model, "device": self.device, "fast": self.fast,
+            "model": self.source_of(inp.model), "device": self.device, "fast": self.fast,
             "dtype": str(self.dtype).removeprefix("torch."), "controlnet": controlnet,
             "width": width, "height": height, "num_frames": num_frames,
         }  # fmt: skip
-        return Rendered(seed, frames=frames, fps=inp.fps, kept=kept, facts=facts)
+        made = [
+            Rendered(seed, frames=frames, fps=inp.fps, kept=kept, facts=facts)
+            for seed, frames in zip(seeds, videos, strict=True)
+        ]
+        made[0].others = made[1:]
+        return made[0]
 
-    def _segments(self, pipe, image, inp, num_frames, seed, moves, on_event) -> np.ndarray:
-        """The run's frames; with `extend`, more segments, each from the last frame."""
-        segments, start = [], image
-        masked = moves is not None and moves.min() < 1.0  # else exactly a run without one
-        for n in range(inp.extend + 1):
+    def _videos(self, plan: Plan, seeds: list[int], together: bool) -> list[np.ndarray]:
+        """Each seed's video: in one batch through the UNet where it can go (no mask, no
+        extend, no depth maps; and memory allows: out of memory, they go one after
+        another), else one after another. A video is the same either way."""
+        if len(seeds) > 1 and together and plan.moves is None and not plan.inp.extend:
+            try:
+                return self._denoise(plan, [plan.image] * len(seeds), seeds, None)
+            except torch.OutOfMemoryError:
+                log.warning("%d videos at once ran out of memory; one after another", len(seeds))
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                plan.done = 0
+        return [self._segments(plan, seed) for seed in seeds]
+
+    def _segments(self, plan: Plan, seed: int) -> np.ndarray:
+        """One video; with `extend`, more segments, each from the last frame."""
+        segments, start = [], plan.image
+        for n in range(plan.inp.extend + 1):
             part_seed = (seed + n) % 2**64
             mask = None
-            if masked:  # the still part stays the picture in every segment
-                mask = MotionMask(moves, image, (part_seed + MASK_SEED_OFFSET) % 2**64)
-            steps = (n * inp.steps, (inp.extend + 1) * inp.steps)
-            part = self._denoise(pipe, start, inp, num_frames, part_seed, mask, steps, on_event)
+            if plan.moves is not None:  # the still part stays the picture in every segment
+                mask = MotionMask(plan.moves, plan.image, (part_seed + MASK_SEED_OFFSET) % 2**64)
+            part = self._denoise(plan, [start], [part_seed], mask)[0]
             if mask is not None:
                 part = mask.composite(part)
             segments.append(part if n == 0 else part[1:])  # its first frame repeats
@@ -352,59 +380,63 @@ class LocalBackend(BackendBase):
             return self.controlnet
         return "tiny" if self.model == "tiny" else DEFAULT_CONTROLNET
 
-    def _denoise(self, pipe, image, inp, num_frames, seed, mask, steps, on_event) -> np.ndarray:
-        """One run of diffusers' pipeline: float frames (N, H, W, 3) in 0-1.
-
-        `steps` is (steps done before, steps in all), for progress over several segments.
-        """
-        done, total = steps
+    def _denoise(self, plan: Plan, images: list, seeds: list[int], mask) -> list[np.ndarray]:
+        """One call of diffusers' pipeline: float frames (N, H, W, 3) in 0-1 per picture,
+        each picture with its seed (as a batch when there are several)."""
+        inp, done = plan.inp, plan.done
         preview = LatentPreview(self.preview_every)
 
         def on_step_end(pipeline, i, t, kwargs):
             latents = kwargs["latents"]
-            # diffusers' Euler scheduler: sigmas[i] is the step's noise level, [i + 1] the next
-            sigmas = pipeline.scheduler.sigmas
-            picture = preview.after_step(latents, sigmas, i, inp.steps)
+            picture = preview.after_step(pipeline.scheduler.denoised, i, inp.steps)
             if mask is not None:
                 if i == 0:
                     mask.prepare(pipeline, tuple(latents.shape))
-                kwargs["latents"] = mask.blend_latents(latents, float(sigmas[i + 1]))
-            emit(on_event, Step(done + i + 1, total))
+                kwargs["latents"] = mask.blend_latents(latents, noise_after(pipeline.scheduler, i))
+            plan.done = done + (i + 1) * len(images)
+            emit(plan.on_event, Step(plan.done, plan.total))
             if picture is not None:
-                emit(on_event, Preview(picture, done + i + 1, total))
+                emit(plan.on_event, Preview(picture, plan.done, plan.total))
             if i + 1 == inp.steps:
-                emit(on_event, Stage("decoding"))
+                emit(plan.on_event, Stage("decoding"))
             return kwargs
 
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        noise = [torch.Generator("cpu").manual_seed((s + NOISE_SEED_OFFSET) % 2**64)
+                 for s in seeds]  # fmt: skip
+        one = len(images) == 1  # a lone picture as itself: its conditioning is cached
         # Ticks are Python calls inside compiled blocks on the fast path: there a run stops
         # at the step's end.
-        ticks = contextlib.nullcontext() if self.fast else ticking(pipe, on_event)
-        with feature_reuse(pipe.unet, inp.cache_interval), ticks:
-            return pipe(
-                image,
-                height=image.height,
-                width=image.width,
-                num_frames=num_frames,
-                num_inference_steps=inp.steps,
-                fps=inp.fps,
-                motion_bucket_id=inp.motion_bucket_id,
-                noise_aug_strength=inp.cond_aug,
-                min_guidance_scale=inp.min_guidance_scale,
-                max_guidance_scale=inp.max_guidance_scale,
-                decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(num_frames),
-                generator=torch.Generator("cpu").manual_seed(seed),
-                output_type="np",
-                callback_on_step_end=on_step_end,
-            ).frames[0]
+        ticks = contextlib.nullcontext() if self.fast else ticking(plan.pipe, plan.on_event)
+        with feature_reuse(plan.pipe.unet, inp.cache_interval), ticks:
+            with watched(plan.pipe.scheduler, noise):
+                frames = plan.pipe(
+                    images[0] if one else images,
+                    height=plan.image.height,
+                    width=plan.image.width,
+                    num_frames=plan.frames,
+                    num_inference_steps=inp.steps,
+                    fps=inp.fps,
+                    motion_bucket_id=inp.motion_bucket_id,
+                    noise_aug_strength=inp.cond_aug,
+                    min_guidance_scale=inp.min_guidance_scale,
+                    max_guidance_scale=inp.max_guidance_scale,
+                    decode_chunk_size=inp.decode_chunk_size or self._decode_chunk(plan.frames),
+                    generator=generators[0] if one else generators,
+                    output_type="np",
+                    callback_on_step_end=on_step_end,
+                ).frames
+        return list(frames)
 
     def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
         return video_size(picture, self.default_size(), inp.width, inp.height, inp.resize_mode)
 
-    def default_frames(self) -> int:
-        """Frames a run makes when none are asked: the loaded UNet's, else by the model's name."""
-        if self._pipe is not None:
-            return self._pipe.unet.config.num_frames or self.spec.frames
-        return self.spec.frames
+    def default_frames(self, model: str | None = None) -> int:
+        """Frames a run makes when none are asked: the loaded UNet's, else the registry's."""
+        pipe = self._pipes.get(self.source_of(model))
+        if pipe is not None:
+            return pipe.unet.config.num_frames or self.model_spec(model).frames
+        return self.model_spec(model).frames
 
     def _decode_chunk(self, num_frames: int) -> int:
         # diffusers' docs suggest 8 on a GPU to bound memory (2 with SVD_MEMORY=low).
@@ -413,6 +445,6 @@ class LocalBackend(BackendBase):
         return min(8, num_frames) if self.device != "cpu" else num_frames
 
     def close(self) -> None:
-        self._pipe = None
+        self._pipes.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
