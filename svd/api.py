@@ -1,4 +1,5 @@
-"""The fal-compatible HTTP API, served beside the page: POST /fal-ai/svd and fal's queue."""
+"""The fal-compatible HTTP API, served beside the page: each of fal's endpoints we serve
+(POST /fal-ai/svd, POST /fal-ai/fast-svd-lcm) and fal's queue routes under each."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import json
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 
 from svd import webhooks
 from svd.errors import InputError
@@ -19,17 +22,34 @@ from svd.forwarded import limit_key
 from svd.jobs import Job, JobQueue, QueueFull
 from svd.jobstore import StorageFull
 from svd.outputs import CONTENT_TYPES, served
-from svd.schema import URL_FIELDS, SVDInput, SVDOutput, parse_input
+from svd.schema import URL_FIELDS, FastSVDInput, FastSVDOutput, SVDInput, SVDOutput, parse_input
 from svd.settings import settings
 
-APP_ID = "fal-ai/svd"
 REQUEST_ID = "X-Fal-Request-Id"
 TIMEOUT_HEADER = "x-fal-request-timeout"
 RETRY_AFTER = "10"  # seconds, on a full queue
 STREAM_POLL = 0.2  # seconds between looks at a request whose status is streamed
 KEEP_ALIVE = 15.0  # seconds of silence after which the stream sends a comment line
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-FAL_BODY = {"content": {"application/json": {"schema": SVDInput.model_json_schema()}}}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One of fal's endpoints: its path, its input schema, the key of its video."""
+
+    app_id: str
+    schema: type[SVDInput]
+    output: type[BaseModel]
+    video_key: str  # fal-ai/svd answers `image`, fal-ai/fast-svd-lcm `video`
+
+    def body(self) -> dict:
+        return {"content": {"application/json": {"schema": self.schema.model_json_schema()}}}
+
+
+ENDPOINTS = (
+    Endpoint("fal-ai/svd", SVDInput, SVDOutput, "image"),
+    Endpoint("fal-ai/fast-svd-lcm", FastSVDInput, FastSVDOutput, "video"),
+)
 
 
 def has_key(request: Request) -> bool:
@@ -47,7 +67,7 @@ def check_key(request: Request) -> None:
         raise HTTPException(401, "Missing or wrong API key: send 'Authorization: Key <key>'")
 
 
-async def read_input(request: Request) -> SVDInput:
+async def read_input(request: Request, schema: type[SVDInput] = SVDInput) -> SVDInput:
     """The request body as an SVDInput, refused (413) past SVD_MAX_BODY_MB before it is read,
     and (503) while the bodies being read at once would pass SVD_MAX_BODIES_MB."""
     limit = settings().max_body_mb * 1024 * 1024
@@ -69,7 +89,7 @@ async def read_input(request: Request) -> SVDInput:
         state.reading -= size
     try:
         body = json.loads(b"".join(chunks) or b"null")
-        inp = parse_input(body)
+        inp = parse_input(body, schema)
     except RecursionError:
         msg = "nested too deeply to be a request"
         raise HTTPException(422, [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]) from None
@@ -128,9 +148,10 @@ def fal_headers(job: Job) -> dict:
     return headers
 
 
-def result(request: Request, job: Job) -> JSONResponse:
+def result(request: Request, job: Job, endpoint: Endpoint = ENDPOINTS[0]) -> JSONResponse:
     if job.error is None:
-        return JSONResponse(served(job.output, files_url(request)), headers=fal_headers(job))
+        body = served(job.output, files_url(request), endpoint.video_key)
+        return JSONResponse(body, headers=fal_headers(job))
     body = {"detail": job.error.detail}
     if job.error.error_type:
         body["error_type"] = job.error.error_type
@@ -153,12 +174,13 @@ def start_timeout(request: Request) -> float | None:
     return seconds
 
 
-def webhook_of(request: Request) -> dict | None:
+def webhook_of(request: Request, endpoint: Endpoint) -> dict | None:
     url = request.query_params.get(webhooks.FIELD)
     if url is None:
         return None
     try:
-        return {"url": webhooks.check(url), "files": files_url(request)}
+        return {"url": webhooks.check(url), "files": files_url(request),
+                "video_key": endpoint.video_key}  # fmt: skip
     except InputError as e:
         raise HTTPException(422, e.fal_detail("query")) from None
 
@@ -184,10 +206,10 @@ def job_or_404(request: Request, request_id: str) -> Job:
     return job
 
 
-def urls(request: Request, job: Job) -> dict:
-    base = str(request.url_for("request_result", request_id=job.id))
+def urls(request: Request, job: Job, app_id: str) -> dict:
+    base = str(request.url_for(f"request_result {app_id}", request_id=job.id))
     if getattr(request.state, "queue_host", False):  # fal's queue host has no /queue prefix
-        base = base.replace(f"/queue/{APP_ID}/", f"/{APP_ID}/", 1)
+        base = base.replace(f"/queue/{app_id}/", f"/{app_id}/", 1)
     return {
         "request_id": job.id,
         "response_url": base,
@@ -196,49 +218,91 @@ def urls(request: Request, job: Job) -> dict:
     }
 
 
-router = APIRouter(dependencies=[Depends(check_key)], tags=["fal-ai/svd"])
+router = APIRouter(dependencies=[Depends(check_key)])
 files = APIRouter()
 
 
-@router.post(
-    f"/{APP_ID}", response_model=SVDOutput, summary="Run and wait for the video",
-    openapi_extra={"requestBody": FAL_BODY},
-)  # fmt: skip
-async def run_and_wait(request: Request):
-    job = submit(await read_input(request), request)
-    loop, finished = asyncio.get_running_loop(), asyncio.Event()
-    job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
-    while not job.done.is_set():  # waits without holding a thread
-        try:
-            await asyncio.wait_for(finished.wait(), timeout=0.5)
-        except asyncio.TimeoutError:
-            if await request.is_disconnected():
-                jobs_of(request).cancel(job)  # nobody is left to take the video
-                body = {"detail": "client went away", "error_type": "client_disconnected"}
-                return JSONResponse(body, status_code=499, headers={REQUEST_ID: job.id})
-    return result(request, job)
+def add_routes(endpoint: Endpoint) -> None:
+    """fal's routes for `endpoint`: run and wait, and the queue's submit, status, status
+    stream, result and cancel."""
+    app_id, schema, tags = endpoint.app_id, endpoint.schema, [endpoint.app_id]
 
+    @router.post(
+        f"/{app_id}", summary="Run and wait for the video", tags=tags,
+        openapi_extra={"requestBody": endpoint.body()}, name=f"run {app_id}",
+        response_model=endpoint.output,
+    )  # fmt: skip
+    async def run_and_wait(request: Request):
+        job = submit(await read_input(request, schema), request)
+        loop, finished = asyncio.get_running_loop(), asyncio.Event()
+        job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
+        while not job.done.is_set():  # waits without holding a thread
+            try:
+                await asyncio.wait_for(finished.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    jobs_of(request).cancel(job)  # nobody is left to take the video
+                    body = {"detail": "client went away", "error_type": "client_disconnected"}
+                    return JSONResponse(body, status_code=499, headers={REQUEST_ID: job.id})
+        return result(request, job, endpoint)
 
-@router.post(
-    f"/queue/{APP_ID}", summary="Queue a request (?fal_webhook=<url> to be told when done)",
-    openapi_extra={"requestBody": FAL_BODY},
-)  # fmt: skip
-async def queue_submit(request: Request):
-    webhook = webhook_of(request)  # refused before the body is read or anything queued
-    job = submit(await read_input(request), request, webhook)
-    position = jobs_of(request).position(job)  # as fal does: a new request is IN_QUEUE
-    body = {**urls(request, job), "gateway_request_id": job.id, "status": "IN_QUEUE",
-            "queue_position": position}  # fmt: skip
-    return JSONResponse(body, headers={REQUEST_ID: job.id})
+    @router.post(
+        f"/queue/{app_id}", summary="Queue a request (?fal_webhook=<url> to be told when done)",
+        openapi_extra={"requestBody": endpoint.body()}, tags=tags, name=f"queue {app_id}",
+    )  # fmt: skip
+    async def queue_submit(request: Request):
+        webhook = webhook_of(request, endpoint)  # refused before the body is read or queued
+        job = submit(await read_input(request, schema), request, webhook)
+        position = jobs_of(request).position(job)  # as fal does: a new request is IN_QUEUE
+        body = {**urls(request, job, app_id), "gateway_request_id": job.id,
+                "status": "IN_QUEUE", "queue_position": position}  # fmt: skip
+        return JSONResponse(body, headers={REQUEST_ID: job.id})
+
+    @router.get(f"/queue/{app_id}/requests/{{request_id}}/status", summary="A request's status",
+                tags=tags, name=f"status {app_id}")  # fmt: skip
+    def queue_status(request_id: str, request: Request, logs: str | None = None):
+        job = job_or_404(request, request_id)
+        body = status_body(request, job, app_id, list(job.logs) if wants_logs(logs) else None)
+        code = 200 if job.status == "COMPLETED" else 202  # as fal answers
+        return JSONResponse(body, status_code=code, headers=fal_headers(job))
+
+    @router.get(
+        f"/queue/{app_id}/requests/{{request_id}}/status/stream", tags=tags,
+        summary="A request's status as server-sent events, until it is COMPLETED",
+        name=f"stream {app_id}",
+    )  # fmt: skip
+    def queue_status_stream(request_id: str, request: Request, logs: str | None = None):
+        job = job_or_404(request, request_id)
+        return StreamingResponse(
+            status_events(request, job, app_id, wants_logs(logs)), media_type="text/event-stream",
+            headers={REQUEST_ID: job.id, "Cache-Control": "no-cache"},
+        )  # fmt: skip
+
+    @router.get(f"/queue/{app_id}/requests/{{request_id}}", summary="A request's result",
+                tags=tags, name=f"request_result {app_id}")  # fmt: skip
+    def request_result(request_id: str, request: Request):
+        job = job_or_404(request, request_id)
+        if job.status != "COMPLETED":  # set once the output or error is in place
+            body = {"detail": "Request is still in progress"}
+            return JSONResponse(body, status_code=400, headers={REQUEST_ID: job.id})
+        return result(request, job, endpoint)
+
+    @router.put(f"/queue/{app_id}/requests/{{request_id}}/cancel", summary="Cancel a request",
+                tags=tags, name=f"cancel {app_id}")  # fmt: skip
+    def queue_cancel(request_id: str, request: Request):
+        job = job_or_404(request, request_id)
+        if jobs_of(request).cancel(job):
+            return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202, {REQUEST_ID: job.id})
+        return JSONResponse({"status": "ALREADY_COMPLETED"}, 400, {REQUEST_ID: job.id})
 
 
 def wants_logs(logs: str | None) -> bool:
     return logs not in (None, "", "0", "false", "False")
 
 
-def status_body(request: Request, job: Job, logs: list | None) -> dict:
+def status_body(request: Request, job: Job, app_id: str, logs: list | None) -> dict:
     """fal's status object; `logs` are the lines to include (None: not asked for)."""
-    body = {**urls(request, job), "status": job.status, "logs": logs}
+    body = {**urls(request, job, app_id), "status": job.status, "logs": logs}
     if job.status == "IN_QUEUE":
         body["queue_position"] = jobs_of(request).position(job)
     if job.status == "COMPLETED":
@@ -250,60 +314,27 @@ def status_body(request: Request, job: Job, logs: list | None) -> dict:
     return body
 
 
-@router.get(f"/queue/{APP_ID}/requests/{{request_id}}/status", summary="A request's status")
-def queue_status(request_id: str, request: Request, logs: str | None = None):
-    job = job_or_404(request, request_id)
-    body = status_body(request, job, list(job.logs) if wants_logs(logs) else None)
-    code = 200 if job.status == "COMPLETED" else 202  # as fal answers
-    return JSONResponse(body, status_code=code, headers=fal_headers(job))
+async def status_events(request: Request, job: Job, app_id: str, with_logs: bool):
+    """The status as server-sent events, each carrying only the log lines not yet sent."""
+    sent, last, quiet = 0, None, 0.0
+    while True:
+        job_now = jobs_of(request).get(job.id) or job
+        new = job_now.logs[sent:]
+        body = status_body(request, job_now, app_id, list(new) if with_logs else None)
+        if body != last or new:
+            yield f"data: {json.dumps(body)}\n\n"
+            sent, last, quiet = sent + len(new), body, 0.0
+        elif quiet >= KEEP_ALIVE:  # a long wait in the queue: proxies keep the line open
+            yield ": keep-alive\n\n"
+            quiet = 0.0
+        if job_now.status == "COMPLETED":
+            return
+        await asyncio.sleep(STREAM_POLL)
+        quiet += STREAM_POLL
 
 
-@router.get(
-    f"/queue/{APP_ID}/requests/{{request_id}}/status/stream",
-    summary="A request's status as server-sent events, until it is COMPLETED",
-)  # fmt: skip
-def queue_status_stream(request_id: str, request: Request, logs: str | None = None):
-    job = job_or_404(request, request_id)
-    with_logs = wants_logs(logs)
-
-    async def events():
-        sent, last, quiet = 0, None, 0.0
-        while True:
-            job_now = jobs_of(request).get(request_id) or job
-            new = job_now.logs[sent:]
-            body = status_body(request, job_now, list(new) if with_logs else None)
-            if body != last or new:  # each event carries only the log lines not yet sent
-                yield f"data: {json.dumps(body)}\n\n"
-                sent, last, quiet = sent + len(new), body, 0.0
-            elif quiet >= KEEP_ALIVE:  # a long wait in the queue: proxies keep the line open
-                yield ": keep-alive\n\n"
-                quiet = 0.0
-            if job_now.status == "COMPLETED":
-                return
-            await asyncio.sleep(STREAM_POLL)
-            quiet += STREAM_POLL
-
-    return StreamingResponse(
-        events(), media_type="text/event-stream",
-        headers={REQUEST_ID: job.id, "Cache-Control": "no-cache"},
-    )  # fmt: skip
-
-
-@router.get(f"/queue/{APP_ID}/requests/{{request_id}}", summary="A request's result")
-def request_result(request_id: str, request: Request):
-    job = job_or_404(request, request_id)
-    if job.status != "COMPLETED":  # set once the output or error is in place
-        body = {"detail": "Request is still in progress"}
-        return JSONResponse(body, status_code=400, headers={REQUEST_ID: job.id})
-    return result(request, job)
-
-
-@router.put(f"/queue/{APP_ID}/requests/{{request_id}}/cancel", summary="Cancel a request")
-def queue_cancel(request_id: str, request: Request):
-    job = job_or_404(request, request_id)
-    if jobs_of(request).cancel(job):
-        return JSONResponse({"status": "CANCELLATION_REQUESTED"}, 202, {REQUEST_ID: job.id})
-    return JSONResponse({"status": "ALREADY_COMPLETED"}, 400, {REQUEST_ID: job.id})
+for _endpoint in ENDPOINTS:
+    add_routes(_endpoint)
 
 
 @files.get("/outputs/{name}", include_in_schema=False, name="output_file")

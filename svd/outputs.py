@@ -136,8 +136,16 @@ def _printable_input(inp: SVDInput) -> dict:
     return {k: shorten_data_uri(v) if isinstance(v, str) else v for k, v in data.items()}
 
 
-def served(output: dict, files_url: str) -> dict:
-    """An SVDOutput dict with its file:// video URL turned into `files_url` + the file's name
-    (the /outputs/ route of the server that answers)."""
-    name = file_path(output["image"]["url"]).name
-    return {**output, "image": {**output["image"], "url": files_url.rstrip("/") + "/" + name}}
+def served(output: dict, files_url: str, video_key: str = "image") -> dict:
+    """An SVDOutput dict with its file:// video URLs turned into `files_url` + the file's
+    name (the /outputs/ route of the server that answers), its video under `video_key`
+    (fal-ai/svd's `image`, fal-ai/fast-svd-lcm's `video`)."""
+
+    def at(file: dict) -> dict:
+        return {**file, "url": files_url.rstrip("/") + "/" + file_path(file["url"]).name}
+
+    body = {video_key: at(output["image"])}
+    body.update((k, v) for k, v in output.items() if k != "image")
+    if output.get("videos"):
+        body["videos"] = [at(file) for file in output["videos"]]
+    return body

@@ -19,13 +19,16 @@ import re
 from urllib.parse import urlsplit
 
 from svd.forwarded import ForwardedHeaders
+from svd.models import MODELS
 
-APP_PATH = "/fal-ai/svd"
+ENDPOINTS = [m.fal_endpoint for m in MODELS.values() if m.fal_endpoint]  # fal's, served here
+APPS = "|".join(map(re.escape, ENDPOINTS))
 PROXY_PATH = "/api/fal/proxy"
 TARGET_HEADER = b"x-fal-target-url"
 RUN_HOSTS = {"fal.run": "", "queue.fal.run": "/queue"}  # fal's host -> our prefix
+APP_PATH = re.compile(rf"^/({APPS})$")  # what fal.run runs
 QUEUE_PATH = re.compile(
-    r"^/fal-ai/svd(/requests/[A-Za-z0-9_-]{1,64}(/status(/stream)?|/cancel)?)?$"
+    rf"^/({APPS})(/requests/[A-Za-z0-9_-]{{1,64}}(/status(/stream)?|/cancel)?)?$"
 )
 EXPOSED = "x-fal-request-id, x-fal-error-type, x-fal-request-timeout-type, retry-after"
 CORS = [
@@ -59,7 +62,7 @@ class FalRouting:
         if scope["type"] == "http" and path == PROXY_PATH:
             return await self._proxy(scope, receive, send)
         if self._on_queue_host(scope):
-            if path.startswith(APP_PATH) and QUEUE_PATH.match(path):
+            if QUEUE_PATH.match(path):
                 _rewrite(scope, "/queue" + path, scope.get("query_string", b""))
             elif not path.startswith("/outputs/"):
                 return await _answer(send, 404, "fal's queue host serves only the queue routes")
@@ -81,7 +84,8 @@ class FalRouting:
             return await _answer(send, 400, "missing the x-fal-target-url header", CORS)
         local = _local_target(target)
         if local is None or method not in ("GET", "POST", "PUT"):
-            why = f"this proxy serves only fal-ai/svd on fal.run and queue.fal.run, not {target}"
+            served = " and ".join(ENDPOINTS)
+            why = f"this proxy serves only {served} on fal.run and queue.fal.run, not {target}"
             return await _answer(send, 403, why, CORS)
         path, query = local
         _rewrite(scope, path, query)
@@ -106,7 +110,7 @@ def _local_target(target: str) -> tuple[str, bytes] | None:
         return None
     if parts.username or parts.password or not QUEUE_PATH.match(parts.path):
         return None
-    if host == "fal.run" and parts.path != APP_PATH:  # fal.run runs; the rest is the queue's
+    if host == "fal.run" and not APP_PATH.match(parts.path):  # the rest is the queue's
         return None
     return RUN_HOSTS[host] + parts.path, parts.query.encode()
 

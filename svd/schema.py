@@ -16,7 +16,7 @@ from pydantic import (
 from svd import models
 from svd.errors import InputError, RuleError
 
-ModelName = Literal[tuple(models.MODELS)]  # noqa: the registry's names
+ModelName = Literal[tuple(models.MODELS)]  # the registry's names
 MAX_VIDEOS = 4
 SEED_MIN = -(2**63)
 SEED_MAX = 2**64 - 1
@@ -60,15 +60,22 @@ class SVDInput(BaseModel):
     ] = None
     steps: Annotated[
         int | None,
-        _int(1, 100, description="Denoising steps; the model's own by default (20; "
-             "4 for animatelcm-svd-xt, at most 20 there)."),
+        _int(
+            1,
+            100,
+            description="Denoising steps; the model's own by default (20; "
+            "4 for animatelcm-svd-xt, at most 20 there).",
+        ),
     ] = None
 
     # Extras, not part of fal's schema. Each is optional and None means the default.
     model: Annotated[
         ModelName | None,
-        Field(description="The model: " + "; ".join(models.described())
-              + ". The server's default when left out."),
+        Field(
+            description="The model: "
+            + "; ".join(models.described())
+            + ". The server's default when left out."
+        ),
     ] = None
     num_videos: Annotated[
         int, _int(1, MAX_VIDEOS, description="Videos to make, each from its own seed.")
@@ -125,13 +132,19 @@ class SVDInput(BaseModel):
     ] = None
     min_guidance_scale: Annotated[
         float | None,
-        _float(0, 20, description="Classifier-free guidance at the first frame; the "
-               "model's own by default."),
+        _float(
+            0,
+            20,
+            description="Classifier-free guidance at the first frame; the model's own by default.",
+        ),
     ] = None
     max_guidance_scale: Annotated[
         float | None,
-        _float(0, 20, description="Classifier-free guidance at the last frame; the "
-               "model's own by default."),
+        _float(
+            0,
+            20,
+            description="Classifier-free guidance at the last frame; the model's own by default.",
+        ),
     ] = None
 
     @model_validator(mode="after")
@@ -156,10 +169,9 @@ class SVDInput(BaseModel):
         lo, hi = spec.step_range
         if self.steps is not None and not lo <= self.steps <= hi:
             raise RuleError("steps", f"{spec.name} takes {lo} to {hi} steps; got {self.steps}")
-        if self.control_maps_data_url or self.control_video_url:
-            if "depth" not in spec.supports:
-                field = "control_maps_data_url" if self.control_maps_data_url else "control_video_url"
-                raise RuleError(field, f"{spec.name} does not take depth control")
+        depth = "control_maps_data_url" if self.control_maps_data_url else "control_video_url"
+        if getattr(self, depth) and "depth" not in spec.supports:
+            raise RuleError(depth, f"{spec.name} does not take depth control")
 
     def with_defaults(self, spec: models.Model) -> SVDInput:
         """This request with what it leaves out set to `spec`'s defaults (steps, fps,
@@ -185,9 +197,7 @@ class FastSVDInput(SVDInput):
     """fal-ai/fast-svd-lcm's input: fal-ai/svd's with its own steps and fps, always on
     animatelcm-svd-xt; our extras work as they do there."""
 
-    steps: Annotated[
-        int, _int(1, 20, description="Denoising steps: more is finer and slower.")
-    ] = 4
+    steps: Annotated[int, _int(1, 20, description="Denoising steps: more is finer and slower.")] = 4
     fps: Annotated[
         int, _int(1, 25, description="Frames per second: the higher, the faster it plays.")
     ] = 10
@@ -227,6 +237,16 @@ class SVDOutput(BaseModel):
     def _as_fal(self, handler) -> dict:  # fal's two fields, the lists only when there are some
         data = handler(self)
         return {k: v for k, v in data.items() if k not in ("videos", "seeds") or v is not None}
+
+
+class FastSVDOutput(BaseModel):
+    """fal-ai/fast-svd-lcm's output: the video under `video`, and the seed; the lists as in
+    SVDOutput."""
+
+    video: File
+    seed: int
+    videos: list[File] | None = None
+    seeds: list[int] | None = None
 
 
 def parse_input(data: dict, schema: type[SVDInput] = SVDInput) -> SVDInput:

@@ -48,8 +48,9 @@ def payload(job) -> dict:
     """fal's webhook body for a finished request."""
     body = {"request_id": job.id, "gateway_request_id": job.id}
     if job.error is None:
-        return {**body, "status": "OK", "payload": served(job.output, job.webhook["files"]),
-                "error": None}  # fmt: skip
+        video_key = job.webhook.get("video_key", "image")
+        answer = served(job.output, job.webhook["files"], video_key)
+        return {**body, "status": "OK", "payload": answer, "error": None}
     detail = {"detail": job.error.detail}
     if job.error.error_type:
         detail["error_type"] = job.error.error_type

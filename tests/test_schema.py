@@ -26,11 +26,13 @@ def test_each_model_has_its_defaults_and_step_range():
     from svd.models import MODELS
 
     lcm = parse_input({**IMG, "model": "animatelcm-svd-xt"}).with_defaults(
-        MODELS["animatelcm-svd-xt"])
+        MODELS["animatelcm-svd-xt"]
+    )
     assert (lcm.steps, lcm.fps, lcm.min_guidance_scale, lcm.max_guidance_scale) == (4, 8, 1.0, 1.2)
     assert "fps" not in lcm.model_fields_set  # filled, not asked
     v11 = parse_input({**IMG, "model": "svd-xt-1-1", "steps": 9}).with_defaults(
-        MODELS["svd-xt-1-1"])
+        MODELS["svd-xt-1-1"]
+    )
     assert (v11.steps, v11.fps) == (9, 6)  # a value given stays
     with pytest.raises(InputError, match="^steps: animatelcm-svd-xt takes 1 to 20 steps; got 21"):
         parse_input({**IMG, "model": "animatelcm-svd-xt", "steps": 21})

@@ -198,8 +198,16 @@ class FalBackend(BackendBase):
         seeds = [(first + k) % 2**64 for k in range(inp.num_videos)]
         with ThreadPoolExecutor(len(seeds), thread_name_prefix="svd-fal-video") as pool:
             calls = [
-                pool.submit(self._one, endpoint, {**arguments, "seed": seed}, client, handles,
-                            on_event if k == 0 else None, abandoned, deadline)  # fmt: skip
+                pool.submit(
+                    self._one,
+                    endpoint,
+                    {**arguments, "seed": seed},
+                    client,
+                    handles,
+                    on_event if k == 0 else None,
+                    abandoned,
+                    deadline,
+                )  # fmt: skip
                 for k, seed in enumerate(seeds)
             ]
             made = [call.result() for call in calls]

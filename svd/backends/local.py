@@ -29,8 +29,8 @@ from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
 from svd.preview import EVERY, LatentPreview
 from svd.reuse import feature_reuse
-from svd.sampler import noise_after, watched
 from svd.run import Prepared, Rendered, random_seed
+from svd.sampler import noise_after, watched
 from svd.schema import EXTRA_FIELDS, SVDInput
 from svd.settings import settings
 from svd.ticks import ticking
