@@ -282,7 +282,7 @@ class FalEmulator:
         if steps == STEPS_FOREVER:
             self._stopped.wait(60)
             raise AppError(504, "Request timed out")
-        return 200, self._process(rec.body), {}
+        return 200, self._process(rec.body, app), {}
 
     def _submit(self, app: str, rec: Received):
         parts = app.split("/")
@@ -307,7 +307,7 @@ class FalEmulator:
         stage = POLL_SCRIPT[min(job.polls, len(POLL_SCRIPT)) - 1]
         if job.outcome is None and job.polls > len(POLL_SCRIPT) and steps != STEPS_FOREVER:
             try:
-                job.outcome = (200, self._process(job.body))
+                job.outcome = (200, self._process(job.body, job.app))
             except AppError as e:
                 job.outcome = (e.status, {"detail": e.detail})
         if stage.startswith("P") and len(job.logs) < int(stage[1]):
@@ -342,10 +342,14 @@ class FalEmulator:
 
     # -- the fake app ------------------------------------------------------------------
 
-    def _process(self, body) -> dict:
-        """Validate like fal-ai/svd, then make a short mp4 out of the input image."""
+    def _process(self, body, app: str = "fal-ai/svd") -> dict:
+        """Validate like fal-ai/svd (or fal-ai/fast-svd-lcm: steps 1-20, the video under
+        `video`), then make a short mp4 out of the input image."""
         if not isinstance(body, dict):
             raise _loc_error("body", "Input should be an object", "model_type")
+        lcm = app.startswith("fal-ai/fast-svd-lcm")
+        if lcm and not 1 <= body.get("steps", 4) <= 20:
+            raise _loc_error("steps", "Input should be less than or equal to 20")
         if body.get("motion_bucket_id") == INVALID_MOTION_BUCKET:
             raise _loc_error("motion_bucket_id", "Input should be less than or equal to 253")
         if not body.get("image_url"):
@@ -363,7 +367,8 @@ class FalEmulator:
         seed = random.randint(0, 2**31 - 1) if seed is None else seed
         url = self._save(video, "video/mp4", "output.mp4", upload=False)
         file = {"url": url, "content_type": "video/mp4", "file_name": "output.mp4"}
-        return {self.result_key: {**file, "file_size": len(video)}, "seed": seed}
+        key = "video" if lcm else self.result_key
+        return {key: {**file, "file_size": len(video)}, "seed": seed}
 
     def _fetch(self, url: str, field_name: str) -> bytes:
         """Bytes of a data: URI or of a file this emulator serves."""

@@ -247,3 +247,36 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path):
         assert "bad" not in (out_dir.parent / f"app-{url.rsplit(':', 1)[1]}.log").read_text()
     finally:
         stop_app(proc)
+
+
+def test_each_model_goes_to_its_fal_endpoint(fal, backend, picture_path):
+    """animatelcm-svd-xt runs on fal-ai/fast-svd-lcm with that endpoint's fields (its own
+    steps and fps); the default on fal-ai/svd; a model fal does not host is an error."""
+    out = backend.generate(SVDInput(image_url=picture_path, model="animatelcm-svd-xt", seed=2))
+    sent = fal.requests[-1]
+    assert sent.app == "fal-ai/fast-svd-lcm" and sent.route == "queue"
+    assert sent.body == {"image_url": fal.uploads[-1].url, "motion_bucket_id": 127,
+                         "cond_aug": 0.02, "seed": 2, "steps": 4, "fps": 8}  # fmt: skip
+    assert out.seed == 2 and video_of(out).shape[0] == 4  # fal's `video` kept
+    record = json.loads(Path(urlparse(out.image.url).path).with_suffix(".json").read_text())
+    assert record["model"] == "fal-ai/fast-svd-lcm"
+    backend.generate(SVDInput(image_url=picture_path, model="svd-xt", seed=2))
+    assert fal.requests[-1].app == "fal-ai/svd" and "fps" not in fal.requests[-1].body
+    with pytest.raises(InputError, match="^model: fal does not host svd-xt-1-1; it hosts svd-xt"):
+        backend.generate(SVDInput(image_url=picture_path, model="svd-xt-1-1"))
+    masked = SVDInput(image_url=picture_path, mask_image_url=picture_path,
+                      model="animatelcm-svd-xt")  # fmt: skip
+    with pytest.raises(InputError, match="^mask_image_url: fal-ai/fast-svd-lcm on fal does not"):
+        backend.generate(masked)
+
+
+def test_several_videos_are_requests_at_once_from_consecutive_seeds(fal, backend, picture_path):
+    out = backend.generate(SVDInput(image_url=picture_path, seed=40, num_videos=3))
+    runs = [r for r in fal.requests if r.route == "queue"]
+    assert sorted(r.body["seed"] for r in runs) == [40, 41, 42]
+    assert len({r.body["image_url"] for r in runs}) == 1  # the picture went up once
+    assert out.seeds == [40, 41, 42] and out.seed == 40 and out.image == out.videos[0]
+    assert len({v.url for v in out.videos}) == 3
+    for video, seed in zip(out.videos, out.seeds, strict=True):
+        record = json.loads(Path(urlparse(video.url).path).with_suffix(".json").read_text())
+        assert record["seed"] == seed and record["input"]["num_videos"] == 1
