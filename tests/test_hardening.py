@@ -17,6 +17,7 @@ from svd.backends.local import LocalBackend
 from svd.backends.tiny import build_tiny_pipeline
 from svd.errors import BackendError, InputError
 from svd.media import decode_image, read_video
+from svd.models import MODELS
 from svd.outputs import OutputStore
 from svd.schema import parse_input
 
@@ -42,7 +43,8 @@ def test_any_json_body_is_accepted_or_refused_by_field(body):
     except InputError as e:
         assert e.field and e.message and e.details
         return
-    assert inp.image_url and 1 <= inp.motion_bucket_id <= 255 and 1 <= inp.steps <= 100
+    assert inp.image_url and 1 <= inp.motion_bucket_id <= 255 and 1 <= (inp.steps or 1) <= 100
+    assert inp.model is None or inp.model in MODELS
     assert math.isfinite(inp.cond_aug) and 0 <= inp.cond_aug <= 10
 
 
