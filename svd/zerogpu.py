@@ -52,12 +52,13 @@ def active() -> bool:
 
 
 def gpu_seconds(inp) -> int:
-    """A ZeroGPU time budget from the real work: steps x frames x segments x pixels."""
-    model = models.DEFAULT
+    """A ZeroGPU time budget from the real work: steps x frames x segments x pixels x
+    videos, at the model's own cost."""
+    model = models.MODELS[inp.model] if inp.model else models.DEFAULT
     width, height = model.size
     frames = inp.num_frames or model.frames
     pixels = (inp.width or width) * (inp.height or height) / (width * height)
-    work = inp.steps * frames * (inp.extend + 1) * pixels
+    work = (inp.steps or model.steps) * frames * (inp.extend + 1) * pixels * inp.num_videos
     if inp.control_maps_data_url or inp.control_video_url:
         work *= 1.5  # the ControlNet runs beside the UNet
     return int(30 + model.gpu_seconds_per_unit * work)

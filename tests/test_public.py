@@ -404,6 +404,10 @@ def test_zero_gpu_budget_follows_the_work_and_fal_holds_no_gpu(tmp_path):
         gpu_seconds(SVDInput(image_url="x", steps=10)) - 30
     )
     assert gpu_seconds(small) < gpu_seconds(SVDInput(image_url="x", steps=10))
+    one = gpu_seconds(SVDInput(image_url="x", steps=10)) - 30
+    assert abs(gpu_seconds(SVDInput(image_url="x", steps=10, num_videos=3)) - 30 - 3 * one) <= 2
+    lcm = SVDInput(image_url="x", model="animatelcm-svd-xt")  # 4 steps by default, not 20
+    assert abs(gpu_seconds(lcm) - 30 - 0.4 * one) <= 1
     assert FalBackend(output_dir=tmp_path).needs_gpu is False
 
 
