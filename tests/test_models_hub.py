@@ -114,6 +114,20 @@ def test_one_seed_on_two_models_gives_two_videos(hub_app, picture_uri):
     assert np.abs(videos[0] - videos[1]).mean() > 1
 
 
+def test_the_schema_lists_the_models_and_both_routes(hub_app):
+    url, _, _ = hub_app
+    spec = CLIENT.get(f"{url}/openapi.json").json()
+    assert {"/fal-ai/svd", "/fal-ai/fast-svd-lcm", "/queue/fal-ai/fast-svd-lcm"} <= set(
+        spec["paths"]
+    )
+    body = spec["paths"]["/fal-ai/svd"]["post"]["requestBody"]["content"]["application/json"]
+    choices = next(c for c in body["schema"]["properties"]["model"]["anyOf"] if "enum" in c)
+    assert choices["enum"] == list(models.MODELS)
+    lcm = spec["paths"]["/fal-ai/fast-svd-lcm"]["post"]["requestBody"]["content"]
+    steps = lcm["application/json"]["schema"]["properties"]["steps"]
+    assert (steps["default"], steps["maximum"]) == (4, 20)
+
+
 def test_the_default_model_is_the_cached_one_not_tiny(hub_app, picture_uri):
     url, out, _ = hub_app
     body = {"image_url": picture_uri, "seed": 1, "steps": 1, "num_frames": 3, **SMALL}

@@ -11,6 +11,7 @@ import numpy as np
 from svd.schema import SVDInput, SVDOutput
 
 if TYPE_CHECKING:
+    from svd.models import Model
     from svd.outputs import OutputStore
     from svd.run import Prepared, Rendered
 
@@ -86,12 +87,16 @@ class Backend(Protocol):
         """Load (and compile) ahead of the first request."""
         ...
 
-    def default_size(self) -> tuple[int, int]:
-        """(width, height) of a video when none is asked."""
+    def model_spec(self, model: str | None = None) -> Model:
+        """The registry's entry for `model` (None: the backend's default model)."""
         ...
 
-    def default_frames(self) -> int:
-        """Frames of a video when none are asked."""
+    def default_size(self, model: str | None = None) -> tuple[int, int]:
+        """(width, height) of a video of `model` when none is asked."""
+        ...
+
+    def default_frames(self, model: str | None = None) -> int:
+        """Frames of a video of `model` when none are asked."""
         ...
 
     def render(self, prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:

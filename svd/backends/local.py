@@ -81,6 +81,7 @@ class LocalBackend(BackendBase):
     name = "local"
     supports = EXTRA_FIELDS
     preview_every = EVERY  # steps between live previews; 0: none
+    batch_videos = True  # a request's videos through the UNet as one batch, where they can go
 
     def __init__(
         self,
@@ -348,7 +349,8 @@ class LocalBackend(BackendBase):
         """Each seed's video: in one batch through the UNet where it can go (no mask, no
         extend, no depth maps; and memory allows: out of memory, they go one after
         another), else one after another. A video is the same either way."""
-        if len(seeds) > 1 and together and plan.moves is None and not plan.inp.extend:
+        together = together and self.batch_videos and plan.moves is None and not plan.inp.extend
+        if len(seeds) > 1 and together:
             try:
                 return self._denoise(plan, [plan.image] * len(seeds), seeds, None)
             except torch.OutOfMemoryError:
