@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import gradio as gr
 from PIL import UnidentifiedImageError
 
+from svd import models
 from svd.errors import InputError
 from svd.schema import SVDInput, parse_input
 from svd.session import mask_from_page, parse_seed
+from svd.ui import model_picker
 
 SCHEMA = SVDInput.model_fields
 
@@ -23,7 +25,7 @@ SCHEMA = SVDInput.model_fields
 @dataclass(frozen=True)
 class PageField:
     key: str
-    place: str  # "picture", "mask", "maps", "main", "seed", "advanced", "backend"
+    place: str  # "picture", "model", "mask", "maps", "main", "seed", "advanced", "backend"
     label: str  # the page's word for it, in widgets and in error messages
     widget: Callable[[str], gr.Component]  # label -> the widget
     send: Callable | None = None  # page value -> request value; None: not sent as it is
@@ -35,6 +37,12 @@ def _limits(name: str) -> tuple[float, float]:
     return meta["Ge"].ge, meta["Le"].le
 
 
+def _default(name: str):
+    default = SCHEMA[name].default
+    own = model_picker.own_values(models.DEFAULT)
+    return own[name] if default is None and name in own else default
+
+
 def elem_id(key: str) -> str:
     return key.replace("_", "-")
 
@@ -44,7 +52,7 @@ def slider(name: str, info: str, step: float, default_zero: bool = False):
     low, high = _limits(name)
 
     def make(label: str) -> gr.Slider:
-        value = 0 if default_zero else SCHEMA[name].default
+        value = 0 if default_zero else _default(name)
         return gr.Slider(
             0 if default_zero else low, high, value=value, step=step, label=label, info=info,
             elem_id=elem_id(name), precision=0 if float(step).is_integer() else None,
@@ -91,6 +99,15 @@ def _painter(label: str) -> gr.ImageMask:
     )  # fmt: skip
 
 
+def _models(label: str) -> gr.Dropdown:
+    """Every model; the layout narrows them to the backend's and picks its own."""
+    return gr.Dropdown(
+        [(model_picker.label(m), m.name) for m in models.MODELS.values()],
+        value=models.DEFAULT.name, label=label, elem_id="model",
+        info="Steps, fps and guidance follow its own, except those you set.",
+    )  # fmt: skip
+
+
 SEED_MODES = ["fixed", "random", "increment"]
 
 FIELDS = [
@@ -98,6 +115,7 @@ FIELDS = [
               lambda label: picture(gr.Image(label=label, type="filepath", height=260,
                                              elem_id="image"), "Image"),
               request="image_url"),
+    PageField("model", "model", "Model", _models),
     PageField("strokes", "mask", "Motion mask (painted)", _painter, request="mask_image_url"),
     PageField("mask_file", "mask", "Motion mask (file)", lambda label: picture(gr.Image(
         label="...or upload a mask (black moves, white stays still)", type="filepath",
@@ -112,6 +130,8 @@ FIELDS = [
         "cond_aug", "Noise added to the picture: more motion, less likeness.", 0.01), float),
     PageField("steps", "main", "Steps",
               slider("steps", "Denoising steps: more is slower and finer.", 1), int),
+    PageField("num_videos", "main", "Videos",
+              slider("num_videos", "Each from its own seed, the next ones counting up.", 1), int),
     PageField("seed", "seed", "Seed", lambda label: gr.Textbox(
         label=label, info="Empty for a random one.", placeholder="random", elem_id="seed",
         scale=4), parse_seed),
@@ -188,12 +208,19 @@ def page_request(values: dict, backends, mask_dir) -> tuple:
         raise InputError("image_url", "upload an image first")
     key = (values["fal_key"] or "").strip() or None
     chosen = backends.pick(values["backend"], key)
+    runs = chosen or backends.default
+    model = model_picker.requested(runs, values.get("model"))
     body = {
         **request_values(values),
         "image_url": values["image"],
         "mask_image_url": mask_from_page(values["strokes"], values["mask_file"], mask_dir),
         "control_maps_data_url": values["control_maps"] or None,
+        "model": model,
     }
+    if model is None or model in models.MODELS:  # else the schema names the field
+        for name, own in model_picker.own_values(runs.model_spec(model)).items():
+            if model_picker.at_own(body.get(name), own):
+                body[name] = None  # the model's own: as the API leaves it out
     if values.get("seed_mode") == "random":
         body["seed"] = None
     return parse_input(body), chosen

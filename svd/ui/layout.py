@@ -14,7 +14,7 @@ from svd.backends.choice import Backends
 from svd.jobs import JobQueue
 from svd.session import maps_preview
 from svd.settings import settings
-from svd.ui import examples, progress
+from svd.ui import examples, model_picker, progress
 from svd.ui.adapters import by_key, in_order, keyed
 from svd.ui.fields import FIELDS, KEYS, make
 from svd.ui.handlers import EXTRAS, OUTPUTS, Handlers, painter_background
@@ -112,8 +112,10 @@ def _action(w: dict) -> None:
 
 
 def _inputs(w: dict, backend) -> None:
-    """The left column: the picture, the action, fal's numbers, then the optional parts."""
+    """The left column: the picture, the model, the action, fal's numbers, then the optional
+    parts."""
     _fields("picture", w)
+    _fields("model", w)
     _action(w)
     _fields("main", w)
     with gr.Row(equal_height=True):
@@ -141,6 +143,18 @@ def _inputs(w: dict, backend) -> None:
     with gr.Accordion("Backend", open=False):
         _fields("backend", w)
         w["backend"].value = backend.name
+    _own_model(w, backend)
+
+
+def _own_model(w: dict, backend) -> None:
+    """The picker at the backend's own model, its choices the backend's; the sliders at
+    that model's own values."""
+    spec = backend.model_spec(None)
+    w["model"].choices, w["model"].value = model_picker.choices(backend), spec.name
+    for key, value in model_picker.own_values(spec).items():
+        w[key].value = value
+    w["steps"].maximum = spec.step_range[1]
+    w["model_shown"] = gr.State(spec.name)  # the model the sliders' own values are of
 
 
 def _results(w: dict, store) -> None:
