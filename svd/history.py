@@ -14,6 +14,7 @@ import os
 import secrets
 from pathlib import Path, PurePosixPath
 
+from svd import models
 from svd.fetch import file_path, is_http
 from svd.outputs import OutputStore
 from svd.schema import URL_FIELDS, SVDInput
@@ -162,7 +163,7 @@ def settings(store: OutputStore, record: dict) -> dict:
     fields = SVDInput.model_fields
     chosen = ("motion_bucket_id", "cond_aug", "steps", "fps", "control_scale", "resize_mode",
               "loop", "interpolate", "extend", "cache_interval", "output_format",
-              "min_guidance_scale", "max_guidance_scale")  # fmt: skip
+              "min_guidance_scale", "max_guidance_scale", "num_videos")  # fmt: skip
     optional = ("num_frames", "width", "height", "decode_chunk_size")
     return {
         "image": kept_file(store, record, "input", inp.get("image_url")),
@@ -172,4 +173,11 @@ def settings(store: OutputStore, record: dict) -> dict:
         **{n: inp.get(n) or 0 for n in optional},
         "seed": str(record.get("seed", "")),
         "backend": record.get("backend", "local"),
+        "model": inp.get("model") or _model_name(record.get("model")),
     }
+
+
+def _model_name(loaded: str | None) -> str | None:
+    """The registry's name for what a run loaded (a hub id, "tiny"); None for a folder."""
+    spec = models.find(loaded)
+    return spec.name if spec is not None else None

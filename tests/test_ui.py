@@ -218,6 +218,7 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     assert (s["seed"], s["motion_bucket_id"], s["num_frames"], s["width"]) == ("42", 33, 6, 192)
     assert s["decode_chunk_size"] == 0 and s["backend"] == "local"
     assert s["cache_interval"] == 2
+    assert s["model"] == "tiny" and s["num_videos"] == 1
     assert (s["min_guidance_scale"], s["max_guidance_scale"]) == (1.5, 3.0)
 
 
@@ -290,16 +291,21 @@ def test_choosing_fal_puts_back_what_it_hides(app_url):
     config = httpx.get(f"{url}/config", timeout=10).json()
     ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
     dep = next(d for d in config["dependencies"]
-               if [ids[i] for i in d["inputs"]] == ["backend"] and "num-frames" in
+               if [ids[i] for i in d["inputs"]] == ["backend", "model"] and "num-frames" in
                [ids[o] for o in d["outputs"]])  # fmt: skip
-    *_, done = joined(url, dep["id"], ["fal"])
+    *_, done = joined(url, dep["id"], ["fal", "tiny"])
     assert done.get("success"), done
     updates = dict(zip([ids[o] for o in dep["outputs"]], done["output"]["data"], strict=True))
     assert updates["num-frames"] == {"__type__": "update", "visible": False, "value": 0}
     assert updates["resize-mode"]["value"] == "crop" and not updates["resize-mode"]["visible"]
-    *_, done = joined(url, dep["id"], ["local"])
+    assert updates["max-guidance-scale"]["value"] == 3.0  # svd-xt's own: left out of a run
+    # fal runs only the models it hosts: its own (svd-xt) takes the place of tiny.
+    assert [name for _, name in updates["model"]["choices"]] == ["svd-xt", "animatelcm-svd-xt"]
+    assert updates["model"]["value"] == "svd-xt"
+    *_, done = joined(url, dep["id"], ["local", "svd-xt"])
     back = dict(zip([ids[o] for o in dep["outputs"]], done["output"]["data"], strict=True))
     assert back["num-frames"] == {"__type__": "update", "visible": True}
+    assert back["model"]["value"] == "svd-xt" and len(back["model"]["choices"]) == 5
 
 
 def test_examples_are_made_at_start_once_and_shared(tiny_backend, tmp_path):

@@ -7,6 +7,7 @@ from gradio_client import Client, handle_file
 from svd.media import read_video
 
 from .conftest import picture_data_uri
+from .gradio_wire import joined, page_event
 from .test_ui import newest_record, video_frames
 
 SMALL = {"num_frames": 4, "width": 192, "height": 128}
@@ -25,3 +26,77 @@ def test_the_sliders_start_at_the_models_own(app_url, picture_path):
     made = read_video(out / api.json()["image"]["file_name"])[0]
     assert (sent["steps"], sent["fps"], sent["max_guidance_scale"]) == (20, 7, 3.0)
     assert np.array_equal(video_frames(page[0]), made)
+
+
+def event(url: str, inputs: list[str]) -> tuple[int, list, list]:
+    """The page event whose inputs begin with these elem_ids: its fn_index and the elem_ids
+    of its inputs and outputs (None for a state or an accordion)."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    dep = next(d for d in config["dependencies"]
+               if [ids[i] for i in d["inputs"]][: len(inputs)] == inputs)  # fmt: skip
+    return dep["id"], [ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]]
+
+
+def endpoint_of(url: str, fn_index: int) -> tuple[int, list[dict]]:
+    """The event's inputs (elem_id and default value), as gradio_wire.endpoint gives them."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    props = {c["id"]: c["props"] for c in config["components"]}
+    dep = next(d for d in config["dependencies"] if d["id"] == fn_index)
+    return fn_index, [{"elem_id": props[i].get("elem_id"), "value": props[i].get("value")}
+                      for i in dep["inputs"]]  # fmt: skip
+
+
+def choose(url: str, session: str, model: str, **values) -> dict:
+    """Choose `model` on the page (the sliders at `values`); its updates by elem_id."""
+    fn_index, inputs, outputs = event(url, ["model", "backend"])
+    sent = {"model": model, "backend": "local", **values}
+    data = [sent.get(i.replace("-", "_")) if i else None for i in inputs]
+    *_, done = joined(url, fn_index, data, session=session)
+    assert done.get("success"), done
+    return dict(zip(outputs, done["output"]["data"], strict=True))
+
+
+def test_choosing_a_model_moves_what_the_visitor_left(app_url):
+    """Choosing AnimateLCM moves the steps (and their range), fps and guidance still at
+    tiny's own to its own; a guidance the visitor set stays, and so does its depth maps'
+    place: hidden, with a note. Back on tiny, a steps value set on AnimateLCM stays."""
+    url, _ = app_url
+    left = {"steps": 20, "fps": 7, "min_guidance_scale": 1.5, "max_guidance_scale": 3.0}
+    lcm = choose(url, "picker", "animatelcm-svd-xt", **left)
+    assert lcm["steps"]["value"] == 4 and lcm["steps"]["maximum"] == 20
+    assert lcm["fps"]["value"] == 8
+    assert (lcm["min-guidance-scale"]["value"], lcm["max-guidance-scale"]["value"]) == (1.5, 1.2)
+    assert "(25)" in lcm["num-frames"]["info"] and "(1024)" in lcm["width"]["info"]
+    assert lcm["depth-note"]["visible"] and "animatelcm-svd-xt" in lcm["depth-note"]["value"]
+    assert lcm["control-maps"] is None  # emptied: the model takes no maps
+    back = choose(url, "picker", "tiny", steps=10, fps=8, min_guidance_scale=1.5,
+                  max_guidance_scale=1.2)  # fmt: skip
+    assert back["steps"]["value"] == 10 and back["steps"]["maximum"] == 100  # set: stays
+    assert back["fps"]["value"] == 7 and back["max-guidance-scale"]["value"] == 3.0
+    assert "(14)" in back["num-frames"]["info"] and not back["depth-note"]["visible"]
+
+
+def test_the_header_line_follows_the_model(app_url):
+    """The header line says the chosen model's frames, fps and licence."""
+    url, _ = app_url
+    fn_index = page_event(url, ["outcome"])
+    _, inputs = endpoint_of(url, fn_index)
+    sent = {"model": "animatelcm-svd-xt", "fps": 8, "steps": 4, "backend": "local"}
+    data = [sent.get(i["elem_id"].replace("-", "_"), i["value"]) for i in inputs]
+    *_, done = joined(url, fn_index, data)
+    line = done["output"]["data"][0]
+    assert "**25 frames at 8 fps = 3.1 s**, 1024×576" in line
+    repo = "wangfuyun/AnimateLCM-SVD-xt"
+    assert f"model licence: [{repo}](https://huggingface.co/{repo})" in line
+
+
+def test_the_estimate_counts_the_models_steps_and_frames(tiny_backend):
+    from svd.ui.summary import outcome
+
+    own = outcome({}, tiny_backend, (256, 128), 1.0)  # 20 steps x 14 frames x 0.03 Mpx
+    lcm = outcome({}, tiny_backend, (1024, 576), 1.0, model="animatelcm-svd-xt")
+    assert "14 frames at 7 fps" in own and "about 9 s a run" in own
+    assert "25 frames at 8 fps" in lcm and "about 59 s a run" in lcm  # 4 x 25 x 0.59 Mpx
+    two = outcome({"num_videos": 2}, tiny_backend, (256, 128), 1.0)
+    assert "2 videos" in two and "about 18 s a run" in two

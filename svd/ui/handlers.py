@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from svd import history
+from svd import history, models
 from svd.backends.choice import Backends
 from svd.depth_video import video_to_depth_archive
 from svd.errors import BackendError, InputError
@@ -20,7 +20,7 @@ from svd.jobs import CANCELLED, Job, JobQueue
 from svd.schema import SVDOutput
 from svd.session import local_path, scratch, servable, sweep_scratch
 from svd.settings import settings
-from svd.ui import examples, progress
+from svd.ui import examples, model_picker, progress
 from svd.ui.adapters import visitor
 from svd.ui.fields import FIELDS, KEYS, in_page_words, page_request
 from svd.ui.previews import Previews
@@ -252,7 +252,8 @@ class Handlers:
         return record, gr.update(interactive=True), history.public_record(record)
 
     def reuse(self, record) -> list:
-        """The page's values that remake a picked video, in the field table's order."""
+        """The page's values that remake a picked video, in the field table's order, then the
+        model the sliders' values are of (its own, so choosing it moves none of them)."""
         if not record:
             raise gr.Error("Pick a video in the history first")
         s = history.settings(self.store, record)
@@ -261,24 +262,52 @@ class Handlers:
                 s[key] = servable(s[key])
         if s["backend"] not in ("local", "fal"):
             s["backend"] = self.backend.name
-        return [s.get(key, gr.update()) for key in KEYS]
+        chosen = self.backends.chosen(s["backend"])
+        s["model"] = model_picker.spec_for(chosen, s["model"]).name
+        return [*(s.get(key, gr.update()) for key in KEYS), s["model"]]
 
-    def fit_to(self, name):
-        """The status line and the extras the chosen backend takes; those it does not take are
-        hidden and put back to their defaults (a value left behind would refuse the run)."""
+    def fit_to(self, name, model):
+        """The status line, the extras the chosen backend takes and the models it runs. The
+        extras it does not take are hidden and put back to their defaults (a value left
+        behind would refuse the run); a model it does not run gives way to its own."""
         chosen = self.backends.chosen(name)
+        spec = model_picker.spec_for(chosen, model)
+        defaults = {**self.defaults, **model_picker.own_values(spec)}
         shown = [f in chosen.supports for f in EXTRAS]
         return [chosen.status(), *(
-            gr.update(visible=True) if show else gr.update(visible=False, value=self.defaults[f])
+            gr.update(visible=True) if show else gr.update(visible=False, value=defaults[f])
             for f, show in zip(EXTRAS, shown, strict=True)
-        )]  # fmt: skip
+        ), gr.update(choices=model_picker.choices(chosen), value=spec.name)]  # fmt: skip
 
-    def model_help(self) -> list:
-        """The Advanced sliders' help, with the loaded model's own numbers."""
-        frames, (width, height) = self.backend.default_frames(), self.backend.default_size()
-        return [gr.update(info=f"0: the model's own ({frames})"),
-                gr.update(info=f"0: the model's own ({width})"),
-                gr.update(info=f"0: the model's own ({height})")]  # fmt: skip
+    def fit_model(self, name, backend, shown, steps, fps, low, high) -> dict:
+        """What choosing model `name` moves: the sliders still at the `shown` model's own
+        values go to its own (the others stay), the steps' range, the help lines, the depth
+        maps (hidden and emptied for a model that takes none)."""
+        chosen = self.backends.chosen(backend)
+        new = model_picker.spec_for(chosen, name)
+        old = models.MODELS.get(shown) or new
+        values = dict(zip(model_picker.OWN, (steps, fps, low, high), strict=True))
+        moved = {k: gr.update(value=v) for k, v in model_picker.moved(old, new, values).items()}
+        moved["steps"]["maximum"] = new.step_range[1]
+        depth = "depth" in new.supports
+        return {
+            **moved, **self.model_help(backend, name), "model_shown": new.name,
+            "depth": gr.update(visible=depth), "control_maps": gr.update() if depth else None,
+            "depth_note": gr.update(visible=not depth, value=depth_note(new)),
+        }  # fmt: skip
+
+    def model_help(self, backend, name) -> dict:
+        """The Advanced sliders' help, with the chosen model's own numbers."""
+        chosen = self.backends.chosen(backend)
+        model = model_picker.requested(chosen, model_picker.spec_for(chosen, name).name)
+        frames, (width, height) = chosen.default_frames(model), chosen.default_size(model)
+        return {"num_frames": gr.update(info=f"0: the model's own ({frames})"),
+                "width": gr.update(info=f"0: the model's own ({width})"),
+                "height": gr.update(info=f"0: the model's own ({height})")}  # fmt: skip
+
+
+def depth_note(spec: models.Model) -> str:
+    return f"Depth control maps: {spec.name} takes none (choose another model for them)."
 
 
 EXTRAS = [f.key for f in FIELDS if f.place == "advanced" and f.key not in

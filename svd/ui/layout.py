@@ -17,7 +17,7 @@ from svd.settings import settings
 from svd.ui import examples, model_picker, progress
 from svd.ui.adapters import by_key, in_order, keyed
 from svd.ui.fields import FIELDS, KEYS, make
-from svd.ui.handlers import EXTRAS, OUTPUTS, Handlers, painter_background
+from svd.ui.handlers import EXTRAS, OUTPUTS, Handlers, depth_note, painter_background
 from svd.ui.previews import CROP_KEYS, OUTCOME_KEYS  # fmt: skip
 
 TITLE = "SVD Studio"
@@ -128,7 +128,7 @@ def _inputs(w: dict, backend) -> None:
             label="Mask to be sent (framed in blue)", interactive=False, visible=False,
             elem_id="mask-preview",
         )  # fmt: skip
-    with gr.Accordion("Depth control maps (optional)", open=False):
+    with gr.Accordion("Depth control maps (optional)", open=False) as w["depth"]:
         _fields("maps", w)
         with gr.Row():
             w["driving"] = gr.Video(
@@ -138,6 +138,7 @@ def _inputs(w: dict, backend) -> None:
             w["make_maps"] = gr.Button("Make depth maps", elem_id="make-maps", scale=0)
         w["maps_info"] = gr.Markdown(elem_id="control-maps-info")
         w["maps_strip"] = gr.HTML(elem_id="control-maps-strip")
+    w["depth_note"] = gr.Markdown(visible=False, elem_id="depth-note")
     with gr.Accordion("Advanced", open=False):
         _fields("advanced", w)
     with gr.Accordion("Backend", open=False):
@@ -155,6 +156,9 @@ def _own_model(w: dict, backend) -> None:
         w[key].value = value
     w["steps"].maximum = spec.step_range[1]
     w["model_shown"] = gr.State(spec.name)  # the model the sliders' own values are of
+    if "depth" not in spec.supports:
+        w["depth"].visible = False
+        w["depth_note"].visible, w["depth_note"].value = True, depth_note(spec)
 
 
 def _results(w: dict, store) -> None:
@@ -236,7 +240,7 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     crop = [w[k] for k in CROP_KEYS]
     cropped = {"fn": see.crop_preview, "inputs": crop, "outputs": [w["crop"], w["crop_mask"]],
                **off}  # fmt: skip
-    for key in ("width", "height", "resize_mode", "backend"):
+    for key in ("width", "height", "resize_mode", "backend", "model"):
         w[key].change(**cropped)
     for event in (picture.success, mask.success, strokes.apply):
         event(**cropped)
@@ -253,7 +257,16 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     )
     w["dice"].click(lambda: str(random.randrange(2**32)), outputs=w["seed"], **off)
     extras = [w[k] for k in EXTRAS]
-    w["backend"].change(h.fit_to, inputs=w["backend"], outputs=[w["status"], *extras], **off)
+    w["backend"].change(h.fit_to, inputs=[w["backend"], w["model"]],
+                        outputs=[w["status"], *extras, w["model"]], **off)  # fmt: skip
+    fitted = ["steps", "fps", "min_guidance_scale", "max_guidance_scale", "num_frames", "width",
+              "height", "model_shown", "depth", "control_maps", "depth_note"]  # fmt: skip
+    w["model"].change(
+        in_order(h.fit_model, fitted),
+        inputs=[w[k] for k in ("model", "backend", "model_shown", "steps", "fps",
+                               "min_guidance_scale", "max_guidance_scale")],
+        outputs=[w[k] for k in fitted], queue=False, **off,
+    )  # fmt: skip
     run = w["generate"].click(
         by_key(h.generate, OUTPUTS), inputs=[w[k] for k in KEYS], outputs=[w[k] for k in OUTPUTS],
         api_name="generate", show_progress="hidden",
@@ -283,14 +296,17 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     w["gallery"].select(
         h.pick, inputs=w["records"], outputs=[w["picked"], w["reuse"], w["picked_json"]], **off
     )
-    w["reuse"].click(h.reuse, inputs=w["picked"], outputs=[w[k] for k in KEYS], **off)
+    w["reuse"].click(h.reuse, inputs=w["picked"],
+                     outputs=[*(w[k] for k in KEYS), w["model_shown"]], **off)  # fmt: skip
     app.unload(h.leave)
+    helped = ["num_frames", "width", "height"]
     app.load(
-        lambda mine, *values: (h.backend.status(), *h.shown(mine), see.outcome_of(*values),
-                               *h.model_help()),
-        inputs=[w["mine"], *shown],
-        outputs=[w["status"], w["gallery"], w["records"], w["outcome"], w["num_frames"],
-                 w["width"], w["height"]],
+        lambda mine, backend, model, *values: (
+            h.backend.status(), *h.shown(mine), see.outcome_of(*values),
+            *in_order(h.model_help, helped)(backend, model),
+        ),
+        inputs=[w["mine"], w["backend"], w["model"], *shown],
+        outputs=[w["status"], w["gallery"], w["records"], w["outcome"], *(w[k] for k in helped)],
         **off,
     )  # fmt: skip
 

@@ -17,12 +17,14 @@ from svd.mask import mask_image, motion_map
 from svd.media import decode_image, fit_image, video_size
 from svd.session import mask_from_page
 from svd.settings import settings
-from svd.ui import snippets, summary
+from svd.ui import model_picker, snippets, summary
 from svd.ui.fields import in_page_words, page_request
 
-CROP_KEYS = ["image", "strokes", "mask_file", "width", "height", "resize_mode", "backend"]
+CROP_KEYS = ["image", "strokes", "mask_file", "width", "height", "resize_mode", "backend",
+             "model"]  # fmt: skip
 OUTCOME_KEYS = ["image", "control_maps", "num_frames", "fps", "width", "height", "resize_mode",
-                "loop", "interpolate", "extend", "steps", "backend"]  # fmt: skip
+                "loop", "interpolate", "extend", "steps", "num_videos", "backend",
+                "model"]  # fmt: skip
 
 
 @functools.lru_cache(maxsize=32)
@@ -50,9 +52,16 @@ class Previews:
         self.backends, self.mask_dir = backends, mask_dir
         self.rates: dict[str, float | None] = {}  # seconds per unit of work, per backend
 
-    def size_of(self, values: dict, picture: tuple[int, int]) -> tuple[int, int]:
+    def model_of(self, values: dict):
+        """(the chosen backend, the chosen model's request name: None for its own)."""
         backend = self.backends.chosen(values.get("backend"))
-        return video_size(picture, backend.default_size(), int(values.get("width") or 0) or None,
+        spec = model_picker.spec_for(backend, values.get("model"))
+        return backend, model_picker.requested(backend, spec.name)
+
+    def size_of(self, values: dict, picture: tuple[int, int]) -> tuple[int, int]:
+        backend, model = self.model_of(values)
+        return video_size(picture, backend.default_size(model),
+                          int(values.get("width") or 0) or None,
                           int(values.get("height") or 0) or None,
                           values.get("resize_mode") or "crop")  # fmt: skip
 
@@ -98,8 +107,8 @@ class Previews:
         return self.rates[backend.name]
 
     def outcome(self, values: dict, maps: int | None = None) -> str:
-        backend = self.backends.chosen(values.get("backend"))
-        picture = backend.default_size()
+        backend, model = self.model_of(values)
+        picture = backend.default_size(model)
         if values.get("image"):
             try:
                 with Image.open(values["image"]) as opened:
@@ -109,7 +118,7 @@ class Previews:
         if maps is None and values.get("control_maps"):
             maps = maps_count(values["control_maps"])
         size = self.size_of(values, picture)
-        return summary.outcome(values, backend, size, self.rate(backend), maps)
+        return summary.outcome(values, backend, size, self.rate(backend), maps, model)
 
     def outcome_of(self, *args):
         return self.outcome(dict(zip(OUTCOME_KEYS, args, strict=True)))

@@ -51,10 +51,11 @@ def seconds_per_work(backend: Backend) -> float | None:
     return statistics.median(rates) if rates else None
 
 
-def licence(backend: Backend) -> str:
-    model = getattr(backend, "model", None)
+def licence(backend: Backend, model: str | None = None) -> str:
+    """The terms of `model` (a registry name; None: the backend's own) on `backend`."""
     if backend.name == "fal":
         return "[fal's terms](https://fal.ai/terms)"
+    model = model or getattr(backend, "model", None)
     spec = models.find(model)
     if spec is not None and spec.licence is None:
         return "no licence (test weights)"
@@ -67,21 +68,27 @@ def licence(backend: Backend) -> str:
 
 def outcome(
     values: dict, backend: Backend, size: tuple[int, int], rate: float | None,
-    maps: int | None = None,
+    maps: int | None = None, model: str | None = None,
 ) -> str:  # fmt: skip
-    """One line for a video of `size`: frames at fps = seconds; about how long; the licence."""
-    made = maps or int(values.get("num_frames") or 0) or backend.default_frames()
+    """One line for a video of `size` from `model` (None: the backend's own): frames at fps =
+    seconds; about how long; the licence."""
+    spec = backend.model_spec(model)
+    made = maps or int(values.get("num_frames") or 0) or backend.default_frames(model)
     extend = 0 if maps else int(values.get("extend") or 0)
-    frames, fps = frames_out(made, int(values.get("fps") or 7), int(values.get("interpolate") or 0),
-                             values.get("loop") or "none", extend)  # fmt: skip
+    frames, fps = frames_out(made, int(values.get("fps") or spec.fps),
+                             int(values.get("interpolate") or 0), values.get("loop") or "none",
+                             extend)  # fmt: skip
     line = f"**{frames} frames at {fps} fps = {frames / fps:.1f} s**, {size[0]}×{size[1]}"
+    videos = int(values.get("num_videos") or 1)
+    if videos > 1:
+        line += f", {videos} videos"
     if rate is not None:
-        steps = int(values.get("steps") or 20)
-        guess = rate * work(steps, made, size, extend)
+        steps = int(values.get("steps") or spec.steps)
+        guess = rate * work(steps, made, size, extend) * videos
         line += f" · about {_duration(guess)} a run here (from recent runs)"
     else:
         line += " · the time it takes shows after the first run"
-    return f"{line} · {licence(backend)}"
+    return f"{line} · {licence(backend, model)}"
 
 
 def _duration(seconds: float) -> str:
