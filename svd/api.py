@@ -28,7 +28,6 @@ from svd.settings import settings
 REQUEST_ID = "X-Fal-Request-Id"
 TIMEOUT_HEADER = "x-fal-request-timeout"
 RETRY_AFTER = "10"  # seconds, on a full queue
-STREAM_POLL = 0.2  # seconds between looks at a request whose status is streamed
 KEEP_ALIVE = 15.0  # seconds of silence after which the stream sends a comment line
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 
@@ -315,22 +314,22 @@ def status_body(request: Request, job: Job, app_id: str, logs: list | None) -> d
 
 
 async def status_events(request: Request, job: Job, app_id: str, with_logs: bool):
-    """The status as server-sent events, each carrying only the log lines not yet sent."""
-    sent, last, quiet = 0, None, 0.0
-    while True:
-        job_now = jobs_of(request).get(job.id) or job
-        new = job_now.logs[sent:]
-        body = status_body(request, job_now, app_id, list(new) if with_logs else None)
-        if body != last or new:
-            yield f"data: {json.dumps(body)}\n\n"
-            sent, last, quiet = sent + len(new), body, 0.0
-        elif quiet >= KEEP_ALIVE:  # a long wait in the queue: proxies keep the line open
-            yield ": keep-alive\n\n"
-            quiet = 0.0
-        if job_now.status == "COMPLETED":
-            return
-        await asyncio.sleep(STREAM_POLL)
-        quiet += STREAM_POLL
+    """The status as server-sent events, one each time the request changes (the queue's
+    notifier wakes it), each carrying only the log lines not yet sent."""
+    jobs = jobs_of(request)
+    with jobs.notifier.watch(job.id) as changes:  # before the first look: no change is missed
+        sent, last = 0, None
+        while True:
+            job_now = jobs.get(job.id) or job
+            new = job_now.logs[sent:]
+            body = status_body(request, job_now, app_id, list(new) if with_logs else None)
+            if body != last or new:
+                yield f"data: {json.dumps(body)}\n\n"
+                sent, last = sent + len(new), body
+            if job_now.status == "COMPLETED":
+                return
+            if not await changes.changed(KEEP_ALIVE):  # a long wait: proxies keep it open
+                yield ": keep-alive\n\n"
 
 
 for _endpoint in ENDPOINTS:

@@ -23,6 +23,7 @@ from svd import webhooks
 from svd.backends import Backend, Event, Preview, Queued, Step, Tick, describe
 from svd.errors import BackendError, InputError
 from svd.jobstore import JobStore, full
+from svd.notify import Notifier
 from svd.run import settle
 from svd.schema import SVDInput
 
@@ -120,6 +121,7 @@ class JobQueue:
         self.max_size = max_size
         self.limits = limits
         self.store = JobStore(folder)
+        self.notifier = Notifier()  # wakes each request's watchers when it changes
         self.deliveries = webhooks.Deliveries(self.store.path)
         self._lock = threading.Condition()
         self._pending: list[Job] = []
@@ -213,6 +215,9 @@ class JobQueue:
                 while not self._pending:
                     self._lock.wait()
                 job = self._pending.pop(0)
+                behind = [other.id for other in self._pending]
+            for other in behind:  # each moved up one place
+                self.notifier.publish(other)
             try:
                 self._start(job, backend)
             except Exception:  # nothing one request does stops the worker
@@ -222,6 +227,7 @@ class JobQueue:
         if job.deadline is not None:  # it started in time: no thread waits on for it
             job.deadline.cancel()
         job.status, job.started = "IN_PROGRESS", time.time()
+        self.notifier.publish(job.id)
         try:
             self._save(job, "status", "started")
             context = job.context or contextvars.Context()  # a recovered job has none
@@ -248,6 +254,7 @@ class JobQueue:
             job.events.append(event)
             if not isinstance(event, (Queued, Preview)):  # the page shows previews; logs not
                 self.store.append_log(job.id, job.log(describe(event)))
+            self.notifier.publish(job.id)
 
         try:
             out = self.run(backend, job.inp, on_event)
@@ -282,6 +289,7 @@ class JobQueue:
             self.store.drop_inputs(job.id)
         finally:  # whoever waits is told, even if the database failed
             job.done.set()
+            self.notifier.publish(job.id)
             for callback in job.on_done:
                 callback()
             if job.webhook:
