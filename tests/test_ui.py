@@ -38,7 +38,7 @@ DEFAULTS = {
 
 
 # What the page's `generate` answers, in order (the Stop button and states are not sent).
-RESULTS = ["video", "seed_used", "status", "progress", "preview", "seed", "outcome"]
+RESULTS = ["video", "seed_used", "status", "progress", "preview", "seed", "outcome", "videos"]
 
 
 def running(job) -> bool:

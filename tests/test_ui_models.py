@@ -1,14 +1,18 @@
 """The page's model picker and several videos, through the real app on `tiny`."""
 
+import json
+
 import httpx
 import numpy as np
 from gradio_client import Client, handle_file
 
+from svd import history
 from svd.media import read_video
+from svd.outputs import OutputStore
 
 from .conftest import picture_data_uri
 from .gradio_wire import joined, page_event
-from .test_ui import newest_record, video_frames
+from .test_ui import generate_all, newest_record, video_frames
 
 SMALL = {"num_frames": 4, "width": 192, "height": 128}
 
@@ -100,3 +104,30 @@ def test_the_estimate_counts_the_models_steps_and_frames(tiny_backend):
     assert "25 frames at 8 fps" in lcm and "about 59 s a run" in lcm  # 4 x 25 x 0.59 Mpx
     two = outcome({"num_videos": 2}, tiny_backend, (256, 128), 1.0)
     assert "2 videos" in two and "about 18 s a run" in two
+
+
+def test_a_run_of_two_videos_shows_both_with_their_seeds(app_url, picture_path):
+    """Two videos on `tiny`: side by side, each with its seed, different from each other;
+    each kept as a run of its own (its seed, one video), so the history offers both."""
+    url, out = app_url
+    answer = generate_all(url, image=handle_file(picture_path), model="tiny", num_videos=2,
+                          seed="40", steps=2, **SMALL)  # fmt: skip
+    assert answer["seed_used"] == "40, 41"
+    assert answer["videos"]["visible"] and answer["videos"]["columns"] == 2
+    shown = answer["videos"]["value"]
+    assert [v["caption"] for v in shown] == ["seed 40", "seed 41"]
+    first, second = (video_frames(v["video"]) for v in shown)
+    assert first.shape == (4, 128, 192, 3) and not np.array_equal(first, second)
+    assert np.array_equal(video_frames(answer["video"]), first)
+    kept = [json.loads(r.read_text()) for r in sorted(out.glob("*.json"))[-2:]]
+    assert sorted(r["seed"] for r in kept) == [40, 41]
+    assert all(r["input"]["num_videos"] == 1 and r["input"]["seed"] == r["seed"] for r in kept)
+    # The second one's settings, as "Use these settings" fills them, remake it alone.
+    settings = history.settings(OutputStore(out), next(r for r in kept if r["seed"] == 41))
+    assert (settings["seed"], settings["num_videos"], settings["model"]) == ("41", 1, "tiny")
+    files = {"image": handle_file(settings["image"]), "mask_file": None, "control_maps": None}
+    one = generate_all(url, **{**settings, **files})
+    again = video_frames(one["video"]).astype(int)
+    same, other = (np.abs(again - v.astype(int)).mean() for v in (second, first))
+    assert same * 5 < other  # batched or not, the same video (H.264 is lossy)
+    assert one["videos"]["visible"] is False  # a run of one: no row

@@ -27,7 +27,7 @@ from svd.ui.previews import Previews
 
 # What `generate` updates, in this order (a handler yields a dict of some of these names).
 OUTPUTS = ["video", "seed_used", "status", "progress", "preview", "stop", "seed", "last_run",
-           "outcome"]  # fmt: skip
+           "outcome", "videos"]  # fmt: skip
 POLL = 0.25  # seconds between looks at a running job
 KEEP_ALIVE = 5.0  # seconds between updates at most: Gradio notices a closed stream on a send
 UNHEARD = 20.0  # seconds a visitor may leave every update unread before their run ends
@@ -43,6 +43,15 @@ def ended() -> dict:
 def previewing() -> dict:
     """While a live preview shows: it stands where the video stands."""
     return {"preview": gr.update(visible=True), "video": gr.update(visible=False)}
+
+
+def side_by_side(out: SVDOutput) -> dict:
+    """A run's videos, each with its seed, in a row; hidden for a run of one."""
+    if not out.videos:
+        return gr.update(value=None, visible=False)
+    pairs = zip(out.videos, out.seeds or [], strict=True)
+    shown = [(local_path(f.url), f"seed {seed}") for f, seed in pairs]
+    return gr.update(value=shown, columns=len(shown), visible=True)
 
 
 def page_error(detail) -> str:
@@ -103,13 +112,15 @@ class Handlers:
         name = values["backend"]
         self.previews.rates.pop(self.backends.chosen(name).name, None)  # a new run: a new estimate
         seconds = job.inference_time or 0
+        seeds = ", ".join(str(seed) for seed in out.seeds or [out.seed])
+        after = (out.seeds or [out.seed])[-1] + 1  # the next run's, counting on from the last
         yield {
-            **ended(), "video": local_path(out.image.url), "seed_used": str(out.seed),
-            "status": self.backends.chosen(name).status(),
-            "progress": progress.panel(f"Done in {seconds:.1f} s: seed {out.seed}", kind="done"),
-            "last_run": Path(out.image.file_name or "").stem,
+            **ended(), "video": local_path(out.image.url), "seed_used": seeds,
+            "videos": side_by_side(out), "status": self.backends.chosen(name).status(),
+            "progress": progress.panel(f"Done in {seconds:.1f} s: seed {seeds}", kind="done"),
+            "last_run": [Path(f.file_name or "").stem for f in out.videos or [out.image]],
             "outcome": self.previews.outcome(values),
-            "seed": str(out.seed + 1) if values.get("seed_mode") == "increment" else gr.update(),
+            "seed": str(after) if values.get("seed_mode") == "increment" else gr.update(),
         }  # fmt: skip
 
     async def watch(self, job: Job, first: dict, session: str = "", shared: bool = False):
@@ -219,7 +230,8 @@ class Handlers:
                 yield update
             video = local_path(SVDOutput.model_validate(job.output).image.url)
             done.update(ended())
-        yield {**done, "video": video, "seed_used": str(examples.SEED)}
+        yield {**done, "video": video, "seed_used": str(examples.SEED),
+               "videos": gr.update(visible=False)}  # fmt: skip
 
     # -- depth maps, history
 
@@ -242,8 +254,11 @@ class Handlers:
             records = history.own_entries(self.store, mine)
         return [(servable(v), c) for v, c in history.gallery(records, self.store)], records
 
-    def remember(self, mine, run_id):
-        return history.remember(self.store, mine, run_id) if run_id else mine
+    def remember(self, mine, run_ids):
+        """The browser's list with a run's videos added, its first video first."""
+        for run_id in reversed(run_ids or []):
+            mine = history.remember(self.store, mine, run_id)
+        return mine
 
     def pick(self, records, evt: gr.SelectData):
         if not shown_index(evt.index, len(records)):

@@ -175,6 +175,10 @@ def _results(w: dict, store) -> None:
     w["seed_used"] = gr.Textbox(
         label="Seed used", interactive=False, buttons=["copy"], elem_id="seed-used"
     )
+    w["videos"] = gr.Gallery(
+        label="The run's videos, each with its seed", columns=4, height="auto",
+        object_fit="contain", visible=False, elem_id="videos",
+    )  # fmt: skip
     with gr.Row():
         w["crop"] = gr.Image(
             label="What the model gets", interactive=False, visible=False, elem_id="crop-preview",
@@ -282,7 +286,7 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     w["stop"].click(h.stop, outputs=w["progress"], api_name="stop", concurrency_limit=None,
                     queue=False)  # fmt: skip
     filled = ["image", "seed", "mask_file", "control_maps", "example"]
-    shown_example = ["video", "seed_used", "progress", "preview", "stop"]
+    shown_example = ["video", "seed_used", "progress", "preview", "stop", "videos"]
     w["examples"].select(
         in_order(h.example_inputs, filled), outputs=[w[k] for k in filled], queue=False, **off
     ).then(
