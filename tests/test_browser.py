@@ -319,3 +319,79 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
             answer = json.loads(done.stdout)
             assert (out / answer["image"]["file_name"]).is_file()
     context.close()
+
+
+# -- the model picker and several videos
+
+
+def number(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} input[type=number]").input_value()
+
+
+def pick_model(page, name: str) -> None:
+    page.locator("#model input").click()
+    page.get_by_role("option", name=re.compile(f"^{re.escape(name)} ·")).click()
+
+
+def wait_number(page, elem_id: str, value: str) -> None:
+    page.wait_for_function(
+        f"() => document.querySelector('#{elem_id} input[type=number]')?.value === '{value}'",
+        timeout=20_000,
+    )
+
+
+def test_models_and_two_videos_in_the_browser(browser, app_url, picture_path):
+    url, out = app_url
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    with telling(page, out):
+        before = len(list(out.glob("*.mp4")))
+        page.goto(url)
+        page.locator("#image input[type=file]").set_input_files(picture_path)
+        page.get_by_text("Advanced", exact=True).click()
+        set_slider(page, "min-guidance-scale", 1.5)  # the visitor's own: it stays
+
+        # AnimateLCM: its steps, fps and guidance, its licence, no depth maps.
+        pick_model(page, "animatelcm-svd-xt")
+        wait_number(page, "steps", "4")
+        assert (number(page, "fps"), number(page, "max-guidance-scale")) == ("8", "1.2")
+        assert number(page, "min-guidance-scale") == "1.5"
+        page.get_by_text("wangfuyun/AnimateLCM-SVD-xt").wait_for(timeout=20_000)
+        assert "25 frames at 8 fps" in page.locator("#outcome").inner_text()
+        assert page.locator("#depth-note").is_visible()
+        assert not page.get_by_text("Depth control maps (optional)").is_visible()
+
+        # Back on tiny: two videos side by side, each with its seed, both in the history.
+        pick_model(page, "tiny")
+        wait_number(page, "steps", "20")
+        assert page.get_by_text("Depth control maps (optional)").is_visible()
+        for elem_id, value in (("steps", 2), ("num-videos", 2), ("num-frames", 4),
+                               ("width", 192), ("height", 128)):  # fmt: skip
+            set_slider(page, elem_id, value)
+        page.locator("#seed textarea, #seed input").first.fill("60")
+        page.locator("#generate").click()
+        page.wait_for_function(
+            "() => document.querySelectorAll('#videos video').length === 2", timeout=120_000
+        )
+        row = page.locator("#videos").inner_text()
+        assert "seed 60" in row and "seed 61" in row
+        seed_used = page.locator("#seed-used textarea, #seed-used input").first
+        assert seed_used.input_value() == "60, 61"
+        history = page.locator("#history")
+        page.wait_for_function(
+            "() => ['seed 60 ', 'seed 61 '].every((s) =>"
+            " document.querySelector('#history').innerText.includes(s))",
+            timeout=20_000,
+        )
+        assert len(list(out.glob("*.mp4"))) == before + 2
+        page.screenshot(path=str(SHOTS / "two-videos-1280.png"), full_page=True)
+
+        # The second one's settings come back: its seed, one video.
+        history.locator("button.thumbnail-item", has_text="seed 61").first.click()
+        page.locator("#use-settings").click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#seed textarea, #seed input')]"
+            ".some(e => e.value === '61')",
+            timeout=20_000,
+        )
+        wait_number(page, "num-videos", "1")
+    page.close()

@@ -111,8 +111,8 @@ def test_a_run_of_two_videos_shows_both_with_their_seeds(app_url, picture_path):
     each kept as a run of its own (its seed, one video), so the history offers both."""
     url, out = app_url
     answer = generate_all(url, image=handle_file(picture_path), model="tiny", num_videos=2,
-                          seed="40", steps=2, **SMALL)  # fmt: skip
-    assert answer["seed_used"] == "40, 41"
+                          seed="40", seed_mode="increment", steps=2, **SMALL)  # fmt: skip
+    assert answer["seed_used"] == "40, 41" and answer["seed"] == "42"  # on from the last
     assert answer["videos"]["visible"] and answer["videos"]["columns"] == 2
     shown = answer["videos"]["value"]
     assert [v["caption"] for v in shown] == ["seed 40", "seed 41"]

@@ -209,7 +209,10 @@ def page_request(values: dict, backends, mask_dir) -> tuple:
     key = (values["fal_key"] or "").strip() or None
     chosen = backends.pick(values["backend"], key)
     runs = chosen or backends.default
-    model = model_picker.requested(runs, values.get("model"))
+    name = values.get("model")
+    if name == model_picker.default_name(backends.default):
+        name = None  # the page's default stands for each backend's own (a script's default)
+    model = model_picker.requested(runs, name)
     body = {
         **request_values(values),
         "image_url": values["image"],

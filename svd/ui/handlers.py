@@ -112,15 +112,15 @@ class Handlers:
         name = values["backend"]
         self.previews.rates.pop(self.backends.chosen(name).name, None)  # a new run: a new estimate
         seconds = job.inference_time or 0
-        seeds = ", ".join(str(seed) for seed in out.seeds or [out.seed])
-        after = (out.seeds or [out.seed])[-1] + 1  # the next run's, counting on from the last
+        used = out.seeds or [out.seed]  # the list is set only for several videos
+        seeds, said = ", ".join(map(str, used)), "seeds" if len(used) > 1 else "seed"
         yield {
             **ended(), "video": local_path(out.image.url), "seed_used": seeds,
             "videos": side_by_side(out), "status": self.backends.chosen(name).status(),
-            "progress": progress.panel(f"Done in {seconds:.1f} s: seed {seeds}", kind="done"),
+            "progress": progress.panel(f"Done in {seconds:.1f} s: {said} {seeds}", kind="done"),
             "last_run": [Path(f.file_name or "").stem for f in out.videos or [out.image]],
             "outcome": self.previews.outcome(values),
-            "seed": str(after) if values.get("seed_mode") == "increment" else gr.update(),
+            "seed": str(used[-1] + 1) if values.get("seed_mode") == "increment" else gr.update(),
         }  # fmt: skip
 
     async def watch(self, job: Job, first: dict, session: str = "", shared: bool = False):
