@@ -120,6 +120,8 @@ def caption(record: dict) -> str:
         parts.append("depth")
     if (inp.get("cache_interval") or 1) > 1:
         parts.append(f"deep features every {inp['cache_interval']} steps")
+    if inp.get("model"):
+        parts.append(inp["model"])
     return " · ".join(parts) + f" · {record.get('backend')}"
 
 

@@ -125,9 +125,16 @@ def test_a_run_of_two_videos_shows_both_with_their_seeds(app_url, picture_path):
     # The second one's settings, as "Use these settings" fills them, remake it alone.
     settings = history.settings(OutputStore(out), next(r for r in kept if r["seed"] == 41))
     assert (settings["seed"], settings["num_videos"], settings["model"]) == ("41", 1, "tiny")
+    assert history.caption(kept[0]).endswith("2 steps · local")  # the page's default: unsaid
     files = {"image": handle_file(settings["image"]), "mask_file": None, "control_maps": None}
     one = generate_all(url, **{**settings, **files})
     again = video_frames(one["video"]).astype(int)
     same, other = (np.abs(again - v.astype(int)).mean() for v in (second, first))
     assert same * 5 < other  # batched or not, the same video (H.264 is lossy)
     assert one["videos"]["visible"] is False  # a run of one: no row
+
+
+def test_the_history_names_a_model_asked_for():
+    record = {"seed": 3, "backend": "local", "input": {"model": "animatelcm-svd-xt", "steps": 4,
+                                                        "motion_bucket_id": 127}}  # fmt: skip
+    assert history.caption(record) == "seed 3 · motion 127 · 4 steps · animatelcm-svd-xt · local"
