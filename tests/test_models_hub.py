@@ -209,3 +209,18 @@ def test_every_model_through_the_cli(hub, picture_path, tmp_path):
         video = Path(urlparse(json.loads(r.stdout.strip().splitlines()[-1])["image"]["url"]).path)
         record = json.loads(video.with_suffix(".json").read_text())
         assert record["model"] == spec.repo and record["input"]["fps"] == spec.fps
+
+
+def test_every_model_through_the_page(hub_app, picture_path):
+    """The page's picker runs each model from the cache (choosing one in a browser moves
+    the sliders to its own: tests/test_browser.py)."""
+    from gradio_client import Client, handle_file
+
+    url, out, _ = hub_app
+    client = Client(url, verbose=False, ssl_verify=False)  # the test's own certificate
+    for spec in HUB_MODELS:
+        client.predict(image=handle_file(picture_path), model=spec.name, steps=1, num_frames=3,
+                       fps=spec.fps, seed="4", api_name="/generate", **SMALL)  # fmt: skip
+        record = max(out.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        made = json.loads(record.read_text())
+        assert made["model"] == spec.repo  # the default model is sent as left out
