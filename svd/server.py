@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_workers(config: Settings) -> tuple[list[Backend], dict[str, dict]]:
-    """One backend per worker: a pipeline per device (SVD_DEVICES), or a few fal workers."""
+    """One backend per worker: a pipeline per device (SVD_DEVICES), a replica each on a Ray
+    cluster (SVD_RAY_ADDRESS), or a few fal workers."""
     options = {
         "local": {"model": config.model, "controlnet": config.controlnet,
                   "output_dir": config.output_dir, "memory": config.memory, "fast": config.fast},
@@ -62,6 +63,11 @@ def make_workers(config: Settings) -> tuple[list[Backend], dict[str, dict]]:
     }  # fmt: skip
     if resolve_name(config.backend) == "fal":
         return [get_backend("fal", **options["fal"])] * FAL_WORKERS, options
+    if config.ray_address:  # one queue worker per replica on the cluster
+        from svd import cluster
+
+        remote = cluster.start(config.ray_address, config.ray_replicas, options["local"])
+        return [remote] * remote.replicas, options
     devices = config.device_list()
     return [get_backend("local", device=d, **options["local"]) for d in devices], options
 

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     controlnet: str | None = Field(None, description="depth ControlNet: hub id or folder")
     depth_model: str | None = Field(None, description="depth estimator for driving videos")
     devices: str | None = Field(None, description="one worker per device: cuda:0,cuda:1")
+    ray_address: str | None = Field(
+        None, description="render on a Ray cluster's replicas: its address, or 'auto'"
+    )
+    ray_replicas: int | None = Field(
+        None, gt=0, description="renderer replicas on the cluster; one per GPU by default"
+    )
     memory: Literal["normal", "low"] = "normal"
     fast: bool = False
     output_dir: Path = Path("outputs")

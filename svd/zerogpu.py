@@ -14,20 +14,17 @@ import contextlib
 import ctypes
 import logging
 import os
-import queue
 import signal
-import threading
-import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from svd import models
-from svd.backends.base import Event, EventHandler, Tick, emit
-from svd.errors import BackendError, InputError
+from svd.backends.base import Event, EventHandler
+from svd.errors import BackendError
+from svd.remote import Failed, received, rendering
 from svd.run import Prepared, Rendered, run
 from svd.schema import SVDInput, SVDOutput
 
@@ -64,18 +61,6 @@ def gpu_seconds(inp) -> int:
     return int(30 + model.gpu_seconds_per_unit * work)
 
 
-@dataclass(frozen=True)
-class Failed:
-    """A render that failed in the worker, as plain data (errors cross the fork as values:
-    the package would replace them with their class name)."""
-
-    message: str
-    field: str | None = None
-
-    def error(self) -> Exception:
-        return InputError(self.field, self.message) if self.field else BackendError(self.message)
-
-
 def _budget(slot: int, prepared: Prepared) -> int:
     return gpu_seconds(prepared.inp)
 
@@ -87,43 +72,7 @@ def render_in_worker(slot: int, prepared: Prepared) -> Iterator[Event | Rendered
     if slot >= len(_slots):
         yield Failed("the GPU worker does not hold this model; restart the Space")
         return
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    stopped = threading.Event()
-    done = object()
-
-    def on_event(event: Event) -> None:
-        if stopped.is_set():
-            raise _Stopped
-        if not isinstance(event, Tick):  # ticks stop a run here; they need not cross
-            events.put(event)
-
-    def work() -> None:
-        try:
-            events.put(_slots[slot].render(prepared, on_event))
-        except _Stopped:
-            pass
-        except InputError as e:
-            events.put(Failed(e.message, e.field))
-        except BackendError as e:
-            events.put(Failed(str(e)))
-        except Exception as e:  # the details go to the Space's log, the name to the visitor
-            traceback.print_exc()
-            events.put(Failed(f"generation failed ({type(e).__name__})"))
-        finally:
-            events.put(done)
-
-    thread = threading.Thread(target=work, name="svd-render", daemon=True)
-    thread.start()
-    try:
-        while (item := events.get()) is not done:
-            yield item
-    finally:
-        stopped.set()
-        thread.join()
-
-
-class _Stopped(Exception):
-    """The caller closed the worker's generator."""
+    yield from rendering(_slots[slot], prepared)
 
 
 on_gpu = render_in_worker
@@ -149,15 +98,9 @@ def renderer(backend: Backend):
     def render(prepared: Prepared, on_event: EventHandler | None = None) -> Rendered:
         try:
             with contextlib.closing(on_gpu(slot, prepared)) as items:
-                for item in items:
-                    if isinstance(item, Rendered):
-                        return item
-                    if isinstance(item, Failed):
-                        raise item.error()
-                    emit(on_event, item)
+                return received(items, on_event)
         except gr.Error as e:  # the package's own errors (quota, queue, worker)
             raise BackendError(worker_error(str(e.message))) from None
-        raise BackendError("ZeroGPU: the GPU worker ended without a video")
 
     return render
 

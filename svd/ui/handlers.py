@@ -28,7 +28,6 @@ from svd.ui.previews import Previews
 # What `generate` updates, in this order (a handler yields a dict of some of these names).
 OUTPUTS = ["video", "seed_used", "status", "progress", "preview", "stop", "seed", "last_run",
            "outcome", "videos"]  # fmt: skip
-POLL = 0.25  # seconds between looks at a running job
 KEEP_ALIVE = 5.0  # seconds between updates at most: Gradio notices a closed stream on a send
 UNHEARD = 20.0  # seconds a visitor may leave every update unread before their run ends
 PREVIEW_SIDE = 512  # the live preview is drawn this wide (it fills the video's place)
@@ -153,37 +152,42 @@ class Handlers:
         """Updates while `job` waits or runs: its place in the queue, stage, step, preview.
         One at least every KEEP_ALIVE seconds, so a closed page is noticed; a visitor who
         leaves every update unread for UNHEARD seconds never listened: their run ends."""
-        loop, finished = asyncio.get_running_loop(), asyncio.Event()
-        job.on_done.append(lambda: loop.call_soon_threadsafe(finished.set))
-        shown_panel, shown_preview = None, None
-        sent, unheard = loop.time(), None
-        while not job.done.is_set():
-            panel = progress.of(job, self.jobs.position(job))
-            preview = progress.last_preview(job)
-            update = {}
-            if panel != shown_panel:
-                update["progress"] = shown_panel = panel
-            if preview is not None and preview is not shown_preview:
-                shown_preview = preview
-                picture = Image.fromarray(preview.image)
-                scale = PREVIEW_SIDE / picture.width
-                size = (PREVIEW_SIDE, max(1, round(picture.height * scale)))
-                update["preview"] = gr.update(value=picture.resize(size), visible=True)
-            if not update and loop.time() - sent >= KEEP_ALIVE:
-                update["progress"] = shown_panel
-            if update:
-                yield update
-                sent = loop.time()
-            if self.unread(session):
-                unheard = unheard or loop.time()
-                if loop.time() - unheard > UNHEARD:
-                    self.jobs.cancel(job)
-            else:
-                unheard = None
-            try:
-                await asyncio.wait_for(finished.wait(), timeout=POLL)
-            except asyncio.TimeoutError:
-                pass
+        loop = asyncio.get_running_loop()
+        with self.jobs.notifier.watch(job.id) as changes:  # woken by each change, no polling
+            shown_panel, shown_preview = None, None
+            sent, unheard = loop.time(), None
+            while not job.done.is_set():
+                update = self._changes(job, shown_panel, shown_preview)
+                shown_panel = update.get("progress", shown_panel)
+                shown_preview = update.pop("shown", shown_preview)
+                if not update and loop.time() - sent >= KEEP_ALIVE:
+                    update["progress"] = shown_panel
+                if update:
+                    yield update
+                    sent = loop.time()
+                if self.unread(session):
+                    unheard = unheard or loop.time()
+                    if loop.time() - unheard > UNHEARD:
+                        self.jobs.cancel(job)
+                else:
+                    unheard = None
+                await changes.changed(KEEP_ALIVE)
+
+    def _changes(self, job: Job, shown_panel, shown_preview) -> dict:
+        """What to send of `job` that the page does not show yet (a new preview's event as
+        "shown")."""
+        update = {}
+        panel = progress.of(job, self.jobs.position(job))
+        if panel != shown_panel:
+            update["progress"] = panel
+        preview = progress.last_preview(job)
+        if preview is not None and preview is not shown_preview:
+            picture = Image.fromarray(preview.image)
+            scale = PREVIEW_SIDE / picture.width
+            size = (PREVIEW_SIDE, max(1, round(picture.height * scale)))
+            update["preview"] = gr.update(value=picture.resize(size), visible=True)
+            update["shown"] = preview
+        return update
 
     def unread(self, session: str) -> int:
         """Updates Gradio holds for `session` that no stream has taken."""
