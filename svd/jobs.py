@@ -3,7 +3,10 @@
 Durable: every request, its status, logs, result or error is a row in SQLite in the output
 folder, so a restart loses none. Requests queued through the API run after a restart; one
 that was running, or a page request whose visitor's connection is gone, ends with a clear
-error. Run by one worker per backend (one backend per device, `SVD_DEVICES`).
+error. Run by one worker per backend (one backend per device, `SVD_DEVICES`, or per
+replica on a cluster). Three parts, each with one reason to change: the durable store
+(svd/jobstore.py), the order of waiting requests (svd/scheduler.py) and the notifier that
+wakes each request's watchers (svd/notify.py); this module runs requests through them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from svd.errors import BackendError, InputError
 from svd.jobstore import JobStore, full
 from svd.notify import Notifier
 from svd.run import settle
+from svd.scheduler import Scheduler
 from svd.schema import SVDInput
 
 log = logging.getLogger(__name__)
@@ -123,8 +127,8 @@ class JobQueue:
         self.store = JobStore(folder)
         self.notifier = Notifier()  # wakes each request's watchers when it changes
         self.deliveries = webhooks.Deliveries(self.store.path)
-        self._lock = threading.Condition()
-        self._pending: list[Job] = []
+        self._lock = threading.Lock()  # the jobs in memory, and the limits
+        self.scheduler: Scheduler[Job] = Scheduler()
         self._jobs: OrderedDict[str, Job] = OrderedDict()  # live and recent, by id
         self._recover()
         for n, backend in enumerate(backends):
@@ -145,7 +149,7 @@ class JobQueue:
         if isinstance(runner, Backend):  # the work is checked before it waits in the queue
             settle(runner, inp)
         with self._lock:
-            if len(self._pending) >= self.max_size:
+            if len(self.scheduler) >= self.max_size:
                 raise QueueFull(f"the queue is full ({self.max_size} requests); try later")
             if limited:
                 self._check_limits(session, address)
@@ -159,8 +163,7 @@ class JobQueue:
             if backend is not None and not backend.needs_gpu:  # a visitor's own fal run:
                 threading.Thread(target=self._start, args=(job, backend), daemon=True).start()
                 return job  # it holds no device, so it waits for no worker
-            self._pending.append(job)
-            self._lock.notify()
+            self.scheduler.add(job)
         if start_timeout is not None:
             job.deadline = threading.Timer(start_timeout, self._expire, (job, start_timeout))
             job.deadline.daemon = True
@@ -178,8 +181,7 @@ class JobQueue:
 
     def position(self, job: Job) -> int:
         """How many requests will start before this one (0: next, or running)."""
-        with self._lock:
-            return sum(1 for other in self._pending if other.seq < job.seq)
+        return self.scheduler.position(job)
 
     def cancel(self, job: Job) -> bool:
         """Ask a queued or running request to stop; False if it had already finished."""
@@ -187,16 +189,13 @@ class JobQueue:
             if job.done.is_set():
                 return False
             job.cancel.set()
-            if job in self._pending:
-                self._pending.remove(job)
+            if self.scheduler.remove(job):
                 self._finish(job, error=cancelled())
         return True
 
     def _expire(self, job: Job, seconds: float) -> None:
-        with self._lock:
-            if job in self._pending:  # still waiting: it ends; once started, it runs on
-                self._pending.remove(job)
-                self._finish(job, error=timed_out(seconds))
+        if self.scheduler.remove(job):  # still waiting: it ends; once started, it runs on
+            self._finish(job, error=timed_out(seconds))
 
     def active(self, session: str = "", address: str = "") -> list[Job]:
         """The requests of a browser session (or an address) that are queued or running."""
@@ -211,13 +210,9 @@ class JobQueue:
 
     def _work(self, backend: Backend) -> None:
         while True:
-            with self._lock:
-                while not self._pending:
-                    self._lock.wait()
-                job = self._pending.pop(0)
-                behind = [other.id for other in self._pending]
+            job, behind = self.scheduler.take()
             for other in behind:  # each moved up one place
-                self.notifier.publish(other)
+                self.notifier.publish(other.id)
             try:
                 self._start(job, backend)
             except Exception:  # nothing one request does stops the worker
@@ -323,7 +318,7 @@ class JobQueue:
                 job = _from_row({**row, "input": None})
             if job.status == "IN_QUEUE" and job.surface == "api" and job.inp is not None:
                 self._remember(job)
-                self._pending.append(job)
+                self.scheduler.add(job)
                 continue
             job.status, job.finished = "COMPLETED", now
             job.error = Failure(500, RESTARTED, "internal_error")

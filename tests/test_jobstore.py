@@ -90,7 +90,7 @@ def test_a_bad_data_uri_is_refused_before_it_waits(tmp_path, monkeypatch, uri):
     jobs = JobQueue([], tmp_path)  # no worker: a queued request would wait for good
     r = post(build_api(jobs, tmp_path), "/queue/fal-ai/svd", json={"image_url": uri})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image_url"]
-    assert not jobs._pending
+    assert not len(jobs.scheduler)
 
 
 def test_a_cancelled_run_frees_its_addresss_place_at_once(tmp_path):
