@@ -221,9 +221,8 @@ router = APIRouter(dependencies=[Depends(check_key)])
 files = APIRouter()
 
 
-def add_routes(endpoint: Endpoint) -> None:
-    """fal's routes for `endpoint`: run and wait, and the queue's submit, status, status
-    stream, result and cancel."""
+def add_submit_routes(endpoint: Endpoint) -> None:
+    """fal's routes that take a request for `endpoint`: run and wait, and queue."""
     app_id, schema, tags = endpoint.app_id, endpoint.schema, [endpoint.app_id]
 
     @router.post(
@@ -256,6 +255,12 @@ def add_routes(endpoint: Endpoint) -> None:
         body = {**urls(request, job, app_id), "gateway_request_id": job.id,
                 "status": "IN_QUEUE", "queue_position": position}  # fmt: skip
         return JSONResponse(body, headers={REQUEST_ID: job.id})
+
+
+def add_request_routes(endpoint: Endpoint) -> None:
+    """fal's queue routes about one request of `endpoint`: status, status stream, result,
+    cancel."""
+    app_id, tags = endpoint.app_id, [endpoint.app_id]
 
     @router.get(f"/queue/{app_id}/requests/{{request_id}}/status", summary="A request's status",
                 tags=tags, name=f"status {app_id}")  # fmt: skip
@@ -333,7 +338,8 @@ async def status_events(request: Request, job: Job, app_id: str, with_logs: bool
 
 
 for _endpoint in ENDPOINTS:
-    add_routes(_endpoint)
+    add_submit_routes(_endpoint)
+    add_request_routes(_endpoint)
 
 
 @files.get("/outputs/{name}", include_in_schema=False, name="output_file")
