@@ -84,6 +84,21 @@ class ControlNetSDV(ModelMixin, ConfigMixin):
             block_out_channels=conditioning_embedding_out_channels,
         )
 
+        self._add_down_blocks(down_block_types, block_out_channels, layers, transformer_layers,
+                              cross, heads, time_dim)  # fmt: skip
+        self.mid_block = UNetMidBlockSpatioTemporal(
+            block_out_channels[-1],
+            temb_channels=time_dim,
+            transformer_layers_per_block=transformer_layers[-1],
+            cross_attention_dim=cross[-1],
+            num_attention_heads=heads[-1],
+        )
+        self.controlnet_mid_block = _zero_conv(block_out_channels[-1])
+
+    def _add_down_blocks(self, down_block_types, block_out_channels, layers,
+                         transformer_layers, cross, heads, time_dim) -> None:  # fmt: skip
+        """The UNet's down blocks, each skip with its zero convolution."""
+        n = len(down_block_types)
         self.down_blocks = nn.ModuleList()
         self.controlnet_down_blocks = nn.ModuleList([_zero_conv(block_out_channels[0])])
         out_ch = block_out_channels[0]
@@ -107,14 +122,6 @@ class ControlNetSDV(ModelMixin, ConfigMixin):
             )
             skips = layers[i] + (0 if last else 1)
             self.controlnet_down_blocks.extend(_zero_conv(out_ch) for _ in range(skips))
-        self.mid_block = UNetMidBlockSpatioTemporal(
-            block_out_channels[-1],
-            temb_channels=time_dim,
-            transformer_layers_per_block=transformer_layers[-1],
-            cross_attention_dim=cross[-1],
-            num_attention_heads=heads[-1],
-        )
-        self.controlnet_mid_block = _zero_conv(block_out_channels[-1])
 
     @classmethod
     def from_unet(

@@ -227,9 +227,20 @@ def _header(w: dict, backend) -> None:
     )  # fmt: skip
 
 
+OFF = {"api_name": False}
+
+
 def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     """The events: previews as inputs change, then Generate and Stop, then the history."""
-    off = {"api_name": False}
+    _wire_inputs(w, h)
+    _wire_run(w, h)
+    _wire_history(app, w, h)
+
+
+def _wire_inputs(w: dict, h: Handlers) -> None:
+    """What the inputs show as they change: the mask, the fitted picture, the outcome, the
+    maps; the backend's and the model's own settings."""
+    off = OFF
     # The painter takes the picture at once, ahead of the queued previews. An upload that is
     # no picture is said once, by the first event that reads it: the rest follow its success.
     picture = w["image"].change(painter_background, inputs=w["image"], outputs=w["strokes"],
@@ -271,6 +282,11 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
                                "min_guidance_scale", "max_guidance_scale")],
         outputs=[w[k] for k in fitted], queue=False, **off,
     )  # fmt: skip
+
+
+def _wire_run(w: dict, h: Handlers) -> None:
+    """Generate, Stop, the examples and the code for the current inputs."""
+    off, see = OFF, h.previews
     run = w["generate"].click(
         by_key(h.generate, OUTPUTS), inputs=[w[k] for k in KEYS], outputs=[w[k] for k in OUTPUTS],
         api_name="generate", show_progress="hidden",
@@ -297,6 +313,11 @@ def _wire(app: gr.Blocks, w: dict, h: Handlers) -> None:
     code = [w["api_curl"], w["api_python"], w["api_js"]]
     w["api"].expand(keyed(see.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
     run.then(keyed(see.api_code), inputs=[w[k] for k in KEYS], outputs=code, **off)
+
+
+def _wire_history(app: gr.Blocks, w: dict, h: Handlers) -> None:
+    """This browser's runs: picked, reused; and what the page shows as it loads."""
+    off, see, shown = OFF, h.previews, [w[k] for k in OUTCOME_KEYS]
     w["gallery"].select(
         h.pick, inputs=w["records"], outputs=[w["picked"], w["reuse"], w["picked_json"]], **off
     )
