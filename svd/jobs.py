@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,6 +90,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     on_done: list = field(default_factory=list)  # called from the worker when it finishes
+    watched: Callable[[], bool] | None = None  # False once nobody watches: the run ends
     first_step: tuple[float, int] | None = None  # (when, index) of the first step seen
 
     def log(self, message: str) -> dict:
@@ -140,7 +142,7 @@ class JobQueue:
     def submit(
         self, inp: SVDInput, surface: str = "api", session: str = "", address: str = "",
         backend: Backend | None = None, limited: bool = True, webhook: dict | None = None,
-        start_timeout: float | None = None, on_done=None,
+        start_timeout: float | None = None, on_done=None, watched=None,
     ) -> Job:  # fmt: skip
         """Queue a request; QueueFull when there is no room for it, InputError past
         SVD_MAX_WORK. A request not started within `start_timeout` seconds ends with fal's
@@ -154,7 +156,7 @@ class JobQueue:
             if limited:
                 self._check_limits(session, address)
             job = Job(secrets.token_hex(12), 0, surface, session, address, inp=inp)
-            job.backend, job.webhook = backend, webhook
+            job.backend, job.webhook, job.watched = backend, webhook, watched
             job.context = contextvars.copy_context()
             if on_done is not None:  # before it can start, so it cannot be missed
                 job.on_done.append(on_done)
@@ -244,6 +246,9 @@ class JobQueue:
                 raise Cancelled
             if isinstance(event, Tick):
                 return
+            if job.watched is not None and not job.watched():  # its watcher went away
+                job.cancel.set()
+                raise Cancelled
             if isinstance(event, Step) and job.first_step is None:
                 job.first_step = (time.time(), event.index)
             job.events.append(event)
@@ -273,8 +278,8 @@ class JobQueue:
         job.output, job.error, job.finished = output, error, time.time()
         if job.deadline is not None:
             job.deadline.cancel()
-        job.inp = job.backend = job.context = None  # a data: URI can be large; the record
-        # keeps what matters
+        job.inp = job.backend = job.context = job.watched = None  # a data: URI can be large;
+        # the record keeps what matters
         job.events = list({type(e): e for e in job.events}.values())  # the last of each kind
         job.status = "COMPLETED"
         try:

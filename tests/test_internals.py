@@ -227,6 +227,27 @@ def test_gradios_per_session_message_queue():
     assert "pending_messages_per_session[event.session_hash]" in source and "put_nowait" in source
 
 
+def test_gradios_active_events_say_whether_a_visitor_listens():
+    """svd/ui/handlers.py (Handlers.listening) reads Queue.active_jobs, lists of Events with
+    `session_hash` and `alive`: a closed stream makes its events dead (clean_events), and
+    Gradio stops asking a dead event's generator for more, so the queue ends its run."""
+    import gradio as gr
+    from gradio.queueing import Event
+
+    with gr.Blocks() as page:
+        gr.Button()
+    page.queue()
+    assert isinstance(page._queue.active_jobs, list), "gradio internal moved: Queue.active_jobs"
+    made = inspect.getsource(Event.__init__)
+    assert "self.session_hash" in made and "self.alive = True" in made, (
+        "gradio internal moved: Event.session_hash / Event.alive"
+    )
+    cleaning = inspect.getsource(type(page._queue).clean_events)
+    assert "job.alive = False" in cleaning, "gradio internal moved: clean_events marks dead"
+    process = inspect.getsource(type(page._queue).process_events)
+    assert "awake_events = [event for event in awake_events if event.alive]" in process
+
+
 def test_the_gradio_and_fal_client_internals_the_app_leans_on():
     """Each library internal svd/ relies on, by name, with the file that relies on it."""
     import fal_client.client

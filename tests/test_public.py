@@ -247,7 +247,9 @@ def test_clicks_a_script_makes_up_get_a_clear_error(public_app, index):
     video step with no click before it: an error naming what to click, and the app serves."""
     url, _, _ = public_app
     fill = page_event(url, ["image", "seed", "mask-file", "control-maps", None])
-    video = page_event(url, ["video", "seed-used", "run-progress", "live-preview", "stop"])
+    video = page_event(
+        url, ["video", "seed-used", "run-progress", "live-preview", "stop", "videos"]
+    )
     pick = page_event(url, [None, "use-settings", "history-record"])
     click = {"index": index, "value": None, "selected": True}
     said = last(joined(url, fill, [], event_data=click))["output"]["error"]

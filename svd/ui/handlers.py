@@ -99,7 +99,9 @@ class Handlers:
     async def generate(self, values: dict, request: gr.Request):
         try:
             inp, chosen = page_request(values, self.backends, self.mask_dir)
-            job = self.jobs.submit(inp, "page", *visitor(request), backend=chosen)
+            session = visitor(request)[0]
+            job = self.jobs.submit(inp, "page", *visitor(request), backend=chosen,
+                                   watched=lambda: self.listening(session))  # fmt: skip
         except (InputError, BackendError) as e:
             raise refused(e) from None
         first = {"progress": progress.panel("Starting")}
@@ -188,6 +190,21 @@ class Handlers:
             update["preview"] = gr.update(value=picture.resize(size), visible=True)
             update["shown"] = preview
         return update
+
+    def listening(self, session: str) -> bool:
+        """Whether Gradio still has a live event of `session`: a stream the visitor closed
+        makes its events dead, and Gradio then stops asking our generator for updates, so
+        the run is ended from the queue's side."""
+        # gradio internal: Queue.active_jobs, lists of Events with session_hash and alive
+        # (tests/test_internals.py)
+        active = getattr(getattr(self.blocks, "_queue", None), "active_jobs", None)
+        if active is None:  # no queue to look at: it cannot be told
+            return True
+        for events in list(active):
+            for event in list(events or []):
+                if event.session_hash == session and event.alive:
+                    return True
+        return False
 
     def unread(self, session: str) -> int:
         """Updates Gradio holds for `session` that no stream has taken."""
