@@ -16,7 +16,7 @@ from .live import ROOT, free_port, start_app, stop_app
 from .test_queue import status, submit, wait_for
 
 SMALL = {"width": 128, "height": 64, "num_frames": 2, "steps": 3}
-LONG = {**SMALL, "steps": 100}
+LONG = {**SMALL, "steps": 100, "num_frames": 4}
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -112,9 +112,12 @@ def test_a_replica_killed_mid_run_costs_only_that_run(cluster_app):
     with a clear 5xx), the request queued beside it completes, the replica comes back."""
     url, _ = cluster_app
     with httpx.Client(timeout=60) as client:
-        doomed = submit(client, url, seed=20, **{**LONG, "steps": 40})
+        doomed = submit(
+            client, url, seed=20, **{**LONG, "width": 256, "height": 128, "num_frames": 8}
+        )  # seconds of work
         wait_for(client, url, doomed, "IN_PROGRESS", timeout=120)
-        os.kill(working_replica(), signal.SIGKILL)
+        killed = working_replica()
+        os.kill(killed, signal.SIGKILL)
         beside = submit(client, url, seed=21, **SMALL)
         assert "error" not in wait_for(client, url, beside, "COMPLETED", timeout=240)
         ended = wait_for(client, url, doomed, "COMPLETED", timeout=300)
@@ -126,7 +129,7 @@ def test_a_replica_killed_mid_run_costs_only_that_run(cluster_app):
         deadline = time.monotonic() + 120
         while len(replica_pids()) < 2 and time.monotonic() < deadline:
             time.sleep(1)
-        assert len(replica_pids()) == 2  # Ray brought it back
+        assert len(replica_pids()) == 2 and killed not in replica_pids()  # Ray brought it back
         again = submit(client, url, seed=22, **SMALL)
         assert "error" not in wait_for(client, url, again, "COMPLETED", timeout=240)
 
