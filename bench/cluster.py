@@ -3,8 +3,9 @@ the remote hop against rendering in-process.
 
 Starts a local Ray head (CPU only, `ray start --head`), deploys the tiny model's renderers
 as the app does (svd/cluster.py), and measures:
-  throughput  the same requests (--requests, 4 at a time) on 1 and on 2 replicas:
-              requests per minute, each replica one torch thread
+  throughput  the same requests (--requests) through 1 and 2 queue workers on two
+              replicas (one worker keeps one replica busy): requests per minute, each
+              replica one torch thread
   hop         one request at a time, the cluster's replica against a LocalBackend in this
               process (one torch thread too), interleaved, order turned each round: the
               paired per-round ratio, median and spread
@@ -67,17 +68,16 @@ def main() -> None:
         options = {"model": "tiny", "output_dir": str(work / "out")}
         address = f"127.0.0.1:{args.port}"
         rates = {}
-        for replicas in (1, 2):
-            remote = cluster.start(address, replicas, options)
-            remote.generate(inp)  # warm
+        remote = cluster.start(address, 2, options)
+        with ThreadPoolExecutor(2) as pool:  # warm both replicas
+            list(pool.map(remote.generate, [inp] * 2))
+        for workers in (1, 2):
             started = time.perf_counter()
-            with ThreadPoolExecutor(replicas) as pool:  # the queue's one worker per replica
+            with ThreadPoolExecutor(workers) as pool:  # the queue's one worker per replica
                 list(pool.map(remote.generate, [inp] * args.requests))
-            rates[replicas] = args.requests / (time.perf_counter() - started) * 60
-            if replicas == 1:
-                hop(remote, LocalBackend(model="tiny", output_dir=str(work / "here")), inp,
-                    args.runs)  # fmt: skip
-            serve.delete(cluster.APP)
+            rates[workers] = args.requests / (time.perf_counter() - started) * 60
+        hop(remote, LocalBackend(model="tiny", output_dir=str(work / "here")), inp, args.runs)
+        serve.delete(cluster.APP)
         print(f"throughput, {args.requests} requests: 1 replica {rates[1]:.1f}/min, "
               f"2 replicas {rates[2]:.1f}/min ({rates[2] / rates[1]:.2f}x)")  # fmt: skip
     finally:

@@ -182,8 +182,9 @@ def start(address: str, replicas: int | None, options: dict) -> ClusterBackend:
     from ray import serve
 
     try:
-        ray.init(address=address, namespace=APP, log_to_driver=False,
-                 runtime_env={"py_modules": [str(PACKAGE)]})  # fmt: skip
+        if not ray.is_initialized():
+            ray.init(address=address, namespace=APP, log_to_driver=False,
+                     runtime_env={"py_modules": [str(PACKAGE)]})  # fmt: skip
     except ConnectionError as e:
         raise SystemExit(no_cluster(address, str(e).splitlines()[0])) from None
     gpus = int(ray.cluster_resources().get("GPU", 0))
