@@ -224,3 +224,32 @@ def test_every_model_through_the_page(hub_app, picture_path):
         record = max(out.glob("*.json"), key=lambda p: p.stat().st_mtime)
         made = json.loads(record.read_text())
         assert made["model"] == spec.repo  # the default model is sent as left out
+
+
+LOADED = """
+import json, sys
+from svd.backends.local import LocalBackend
+b = LocalBackend(model="tiny", output_dir=sys.argv[1])
+b.max_loaded = 2
+xt = b.load("svd-xt")
+lcm = b.load("animatelcm-svd-xt")
+shared = lcm.vae is xt.vae and lcm.image_encoder is xt.image_encoder and lcm.unet is not xt.unet
+b.load("svd")  # a third: the least recently used (svd-xt) goes
+kept = list(b._pipes)
+b.load("animatelcm-svd-xt")  # still loaded: used, not loaded again
+print(json.dumps({"shared": shared, "kept": kept, "again": list(b._pipes),
+                  "sampler": type(lcm.scheduler).__name__}))
+"""
+
+
+def test_loaded_models_share_parts_and_the_least_recently_used_goes(hub, tmp_path):
+    """AnimateLCM over SVD-XT shares SVD-XT's loaded VAE and image encoder; past
+    SVD_MAX_LOADED_MODELS the least recently used pipeline is let go."""
+    _, env = hub
+    done = subprocess.run([sys.executable, "-c", LOADED, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    lcm, xt, svd = (models.MODELS[n].repo for n in ("animatelcm-svd-xt", "svd-xt", "svd"))
+    assert got["shared"] is True and got["sampler"] == "ConsistencyScheduler"
+    assert got["kept"] == [lcm, svd] and got["again"] == [svd, lcm]
