@@ -28,7 +28,12 @@ def test_backends_read_the_registry(tmp_path):
     assert LocalBackend(model="stabilityai/stable-video-diffusion-img2vid",
                         output_dir=tmp_path).default_frames() == 14  # fmt: skip
     assert LocalBackend(model="svd-xt", output_dir=tmp_path).default_frames() == 25
-    assert LocalBackend(model="tiny", output_dir=tmp_path).default_size() == (256, 128)
+    tiny = LocalBackend(model="tiny", output_dir=tmp_path)
+    assert tiny.default_size() == (256, 128)
+    from svd.schema import SVDInput
+
+    asked = SVDInput(image_url="x", model="svd")  # another model's run: its own size
+    assert tiny._size(asked, (320, 200)) == (1024, 576)
     lcm = FalBackend(endpoint="fal-ai/fast-svd-lcm", output_dir=tmp_path)
     assert lcm.default_frames() == 25 and lcm.default_size() == (1024, 576)
 

@@ -431,7 +431,9 @@ class LocalBackend(BackendBase):
         return list(frames)
 
     def _size(self, inp: SVDInput, picture: tuple[int, int]) -> tuple[int, int]:
-        return video_size(picture, self.default_size(), inp.width, inp.height, inp.resize_mode)
+        return video_size(
+            picture, self.default_size(inp.model), inp.width, inp.height, inp.resize_mode
+        )
 
     def default_frames(self, model: str | None = None) -> int:
         """Frames a run makes when none are asked: the loaded UNet's, else the registry's."""
