@@ -29,6 +29,12 @@ class Model:
     gpu_seconds_per_unit: float = 0.15  # ZeroGPU budget per step x frame at 1024x576
 
     @property
+    def own(self) -> dict:
+        """What a request leaving these fields out gets from this model."""
+        return {"steps": self.steps, "fps": self.fps, "min_guidance_scale": self.guidance[0],
+                "max_guidance_scale": self.guidance[1]}  # fmt: skip
+
+    @property
     def about(self) -> str:
         return f"{self.name} ({self.frames} frames, {self.steps} steps)"
 

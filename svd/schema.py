@@ -180,15 +180,14 @@ class SVDInput(BaseModel):
             self._check_model(spec)
         except RuleError as e:
             raise InputError(e.field, str(e)) from None
-        low, high = spec.guidance
-        low = low if self.min_guidance_scale is None else self.min_guidance_scale
-        high = max(low, high) if self.max_guidance_scale is None else self.max_guidance_scale
-        if high < low:  # the model's minimum over the caller's maximum
-            low = high
-        filled = self.model_copy(update={
-            "steps": self.steps or spec.steps, "fps": self.fps or spec.fps,
-            "min_guidance_scale": low, "max_guidance_scale": high,
-        })  # fmt: skip
+        update = {k: v for k, v in spec.own.items() if getattr(self, k) is None}
+        low = update.get("min_guidance_scale", self.min_guidance_scale)
+        high = update.get("max_guidance_scale", self.max_guidance_scale)
+        if self.max_guidance_scale is None:  # the model's maximum under the caller's minimum
+            update["max_guidance_scale"] = max(low, high)
+        elif high < low:  # the model's minimum over the caller's maximum
+            update["min_guidance_scale"] = high
+        filled = self.model_copy(update=update)
         object.__setattr__(filled, "__pydantic_fields_set__", set(self.model_fields_set))
         return filled
 

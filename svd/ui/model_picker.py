@@ -9,16 +9,13 @@ from svd import models
 from svd.backends import Backend
 from svd.errors import InputError
 
-# The sliders whose default is the model's own (left out of the request): each model's value.
-OWN = {
-    "steps": lambda m: m.steps, "fps": lambda m: m.fps,
-    "min_guidance_scale": lambda m: m.guidance[0], "max_guidance_scale": lambda m: m.guidance[1],
-}  # fmt: skip
+# The sliders whose default is the model's own (left out of the request), in this order.
+OWN = list(models.DEFAULT.own)
 
 
 def own_values(spec: models.Model) -> dict:
     """The model's own steps, fps and guidance, as the page's sliders show them."""
-    return {key: value(spec) for key, value in OWN.items()}
+    return spec.own
 
 
 def label(spec: models.Model) -> str:
