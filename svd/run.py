@@ -58,10 +58,22 @@ class Rendered:
     def all(self) -> list[Rendered]:
         return [self, *self.others]
 
+    @staticmethod
+    def joined(made: list[Rendered]) -> Rendered:
+        """The first of a request's videos, carrying the others."""
+        made[0].others = made[1:]
+        return made[0]
+
 
 def random_seed() -> int:
     """A seed for a request that gave none."""
     return secrets.randbelow(2**32)
+
+
+def video_seeds(inp: SVDInput) -> list[int]:
+    """The seed of each video a request asks for: its seed (or a drawn one), then the next."""
+    first = inp.seed if inp.seed is not None else random_seed()
+    return [(first + k) % 2**64 for k in range(inp.num_videos)]
 
 
 def settle(backend: Backend, inp: SVDInput, frames: int | None = None) -> SVDInput:

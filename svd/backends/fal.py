@@ -18,7 +18,7 @@ from svd import models
 from svd.backends.base import BackendBase, EventHandler, Log, Queued, Stage, emit
 from svd.errors import BackendError, InputError, short
 from svd.outputs import OutputStore
-from svd.run import Prepared, Rendered, random_seed
+from svd.run import Prepared, Rendered, video_seeds
 from svd.schema import FAL_FIELDS
 from svd.settings import settings
 
@@ -189,13 +189,10 @@ class FalBackend(BackendBase):
         for field, data in prepared.data.items():
             url = getattr(inp, field) or ""
             arguments[field] = client.upload(data, *_upload_type_and_name(url, data))
-        if abandoned.is_set():
-            raise BackendError("fal: abandoned (stopped or too slow)")
-        emit(on_event, Stage("submitting to fal"))
-        if inp.num_videos == 1:
+        _go_on(abandoned, on_event, "submitting to fal")
+        if inp.num_videos == 1:  # fal draws the seed of a request that gives none
             return self._one(endpoint, arguments, client, handles, on_event, abandoned, deadline)
-        first = inp.seed if inp.seed is not None else random_seed()
-        seeds = [(first + k) % 2**64 for k in range(inp.num_videos)]
+        seeds = video_seeds(inp)
         with ThreadPoolExecutor(len(seeds), thread_name_prefix="svd-fal-video") as pool:
             calls = [
                 pool.submit(
@@ -210,9 +207,7 @@ class FalBackend(BackendBase):
                 )  # fmt: skip
                 for k, seed in enumerate(seeds)
             ]
-            made = [call.result() for call in calls]
-        made[0].others = made[1:]
-        return made[0]
+            return Rendered.joined([call.result() for call in calls])
 
     def _one(self, endpoint: str, arguments: dict, client, handles: list, on_event, abandoned,
              deadline: float) -> Rendered:  # fmt: skip
@@ -231,9 +226,7 @@ class FalBackend(BackendBase):
         if not isinstance(seed, int):
             raise BackendError("fal returned no seed")
         remote = time.perf_counter()
-        if abandoned.is_set():
-            raise BackendError("fal: abandoned (stopped or too slow)")
-        emit(on_event, Stage("downloading video"))
+        _go_on(abandoned, on_event, "downloading video")
         path = self._download(video["url"], _suffix(video))
         facts = {"model": endpoint, "request_id": handle.request_id}
         facts["remote_url"] = video["url"]
@@ -290,6 +283,13 @@ class FalBackend(BackendBase):
             raise
         os.replace(tmp, path)
         return path
+
+
+def _go_on(abandoned: threading.Event, on_event, stage: str) -> None:
+    """Enter `stage`, unless nobody waits any more (stopped, or too slow)."""
+    if abandoned.is_set():
+        raise BackendError("fal: abandoned (stopped or too slow)")
+    emit(on_event, Stage(stage))
 
 
 def fal_arguments(inp, endpoint: str) -> dict:

@@ -29,7 +29,7 @@ from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
 from svd.preview import EVERY, LatentPreview
 from svd.reuse import feature_reuse
-from svd.run import Prepared, Rendered, random_seed
+from svd.run import Prepared, Rendered, video_seeds
 from svd.sampler import noise_after, watched
 from svd.schema import EXTRA_FIELDS, SVDInput
 from svd.settings import settings
@@ -298,8 +298,7 @@ class LocalBackend(BackendBase):
         video is returned, the others in its `others`."""
         inp = prepared.inp
         picture = decode_image(prepared.data["image_url"], "image_url")
-        first = inp.seed if inp.seed is not None else random_seed()
-        seeds = [(first + k) % 2**64 for k in range(inp.num_videos)]
+        seeds = video_seeds(inp)
         if self.source_of(inp.model) not in self._pipes:
             emit(on_event, Stage("loading model"))
         pipe = self.load(inp.model)
@@ -338,12 +337,10 @@ class LocalBackend(BackendBase):
             "dtype": str(self.dtype).removeprefix("torch."), "controlnet": controlnet,
             "width": width, "height": height, "num_frames": num_frames,
         }  # fmt: skip
-        made = [
+        return Rendered.joined([
             Rendered(seed, frames=frames, fps=inp.fps, kept=kept, facts=facts)
             for seed, frames in zip(seeds, videos, strict=True)
-        ]
-        made[0].others = made[1:]
-        return made[0]
+        ])  # fmt: skip
 
     def _videos(self, plan: Plan, seeds: list[int], together: bool) -> list[np.ndarray]:
         """Each seed's video: in one batch through the UNet where it can go (no mask, no
