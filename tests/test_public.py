@@ -218,6 +218,30 @@ def test_non_finite_numbers_are_a_422_naming_the_field(public_app, body):
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "cond_aug"]
 
 
+def test_model_and_videos_a_script_makes_up_are_refused_or_bounded(public_app, picture_path):
+    """The page's generate endpoint joined by hand with a model or a count the page never
+    offers: a model not in the list or steps past the model's range are refused by name;
+    a count past the slider's range makes at most 4 videos (Gradio holds a slider to its
+    range); the app serves on."""
+    from .gradio_wire import upload
+
+    url, _, _ = public_app
+    small = {"steps": 1, "num_frames": 2, "width": 128, "height": 64}
+
+    def generate(**values) -> dict:
+        return call(url, "generate", {"image": upload(url, picture_path), **small, **values})
+
+    junk = generate(model="/etc/passwd")
+    assert junk["success"] is False and "not in the list of choices" in junk["output"]["error"]
+    steps = generate(model="animatelcm-svd-xt", steps=99)
+    assert steps["output"]["error"] == "Steps: animatelcm-svd-xt takes 1 to 20 steps; got 99"
+    for count in (99, float("nan")):
+        done = generate(num_videos=count)
+        seeds = done["output"]["data"][1] if done["success"] else ""
+        assert done["success"] is False or 1 <= len(seeds.split(", ")) <= 4, done
+    assert httpx.get(f"{url}/config", timeout=10).status_code == 200
+
+
 def test_gradio_serves_no_record_input_or_part_file(public_app, picture_path):
     url, out, _ = public_app
     msg = call(url, "generate", {"image": file_data(picture_path), "seed": "1", "steps": 1})
