@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from common import PARAMS, medians, workdir
+from common import PARAMS, environment, forget_pictures, make_video, paired, workdir
 
 from svd.backends.local import LocalBackend
 from svd.schema import SVDInput
@@ -18,31 +17,32 @@ from svd.schema import SVDInput
 
 def main(runs: int = 7) -> None:
     tmp = workdir()
-    backend = LocalBackend(model="tiny", output_dir=tmp / "outputs")
-    pipe = backend.load()
+    out = tmp / "outputs"
+    backend = LocalBackend(model="tiny")
     inp = SVDInput(image_url=str(tmp / "picture.png"), **PARAMS)
     seeds = iter(range(1, 10**6))
 
     def first():
-        pipe.clear_cache()
-        backend.generate(inp)
+        forget_pictures(backend)
+        make_video(backend, inp, out)
 
     def new_seed():
-        backend.generate(inp.model_copy(update={"seed": next(seeds)}))
+        make_video(backend, inp.model_copy(update={"seed": next(seeds)}), out)
 
     def new_motion():
-        backend.generate(inp.model_copy(update={"motion_bucket_id": next(seeds) % 255 + 1}))
+        make_video(backend, inp.model_copy(update={"motion_bucket_id": next(seeds) % 255 + 1}),
+                   out)  # fmt: skip
 
-    t = medians(runs, first=first, new_seed=new_seed, new_motion=new_motion)
-    print(f"tiny SVD {PARAMS}, {runs} runs, torch {torch.__version__}, {backend.device}")
-    print(f"first run on a picture: {t['first']:.3f} s (median)")
-    print(f"same picture, new seed (CLIP cached): {t['new_seed']:.3f} s")
-    print(f"same picture and seed, new motion (CLIP and VAE cached): {t['new_motion']:.3f} s")
-    print(f"repeat ratio, new seed: {t['new_seed'] / t['first']:.3f}")
-    print(f"repeat ratio, new motion: {t['new_motion'] / t['first']:.3f}")
+    t = paired(runs, first=first, new_seed=new_seed, new_motion=new_motion)
+    print(f"tiny SVD {PARAMS}, {environment(backend.device)}")
+    print(f"first run on a picture: {t.spread('first')} (median, min-max)")
+    print(f"same picture, new seed (CLIP cached): {t.spread('new_seed')}")
+    print(f"same picture and seed, new motion (CLIP and VAE cached): {t.spread('new_motion')}")
+    print(f"repeat ratio, new seed, paired by round: {t.ratio('new_seed', 'first')}")
+    print(f"repeat ratio, new motion, paired by round: {t.ratio('new_motion', 'first')}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="rounds, each side once a round")
     main(parser.parse_args().runs)

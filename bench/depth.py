@@ -1,7 +1,7 @@
 """Depth control maps: ingesting an archive of 25 maps at 1024x576, and the ControlNet's
 cost per denoising step against a plain step (tiny model, same frames).
 
-Usage: python bench/depth.py [--runs 5]
+Usage: python bench/depth.py [--runs 7]
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import time
 import zipfile
 
 import numpy as np
-import torch
-from common import PARAMS, medians, workdir
+from common import PARAMS, environment, make_video, measured, paired, workdir
 from PIL import Image
 
-from svd.archive import load_depth_maps
-from svd.backends import Step
+from svd.archive import maps_from_archive
 from svd.backends.local import LocalBackend
+from svd.events import Step
 from svd.schema import SVDInput
 
 
@@ -33,40 +32,43 @@ def write_maps(path, count: int, width: int, height: int) -> None:
             z.writestr(f"depth/{i}.png", buf.getvalue())
 
 
-def step_seconds(backend: LocalBackend, inp: SVDInput) -> float:
+def step_seconds(backend: LocalBackend, inp: SVDInput, folder) -> float:
     """Median time between step-end events of one run."""
     stamps = []
-    backend.generate(
-        inp, lambda e: stamps.append(time.perf_counter()) if isinstance(e, Step) else None
-    )
+
+    def on_event(event) -> None:
+        if isinstance(event, Step):
+            stamps.append(time.perf_counter())
+
+    make_video(backend, inp, folder, on_event)
     return statistics.median(np.diff(stamps))
 
 
-def main(runs: int = 5) -> None:
+def main(runs: int = 7) -> None:
     tmp = workdir()
     write_maps(tmp / "maps25.zip", 25, 1024, 576)
-    t = medians(runs, ingest=lambda: load_depth_maps(str(tmp / "maps25.zip"), 1024, 576))
+    maps = tmp / "maps25.zip"
+    t = paired(runs, ingest=lambda: maps_from_archive(maps.read_bytes(), 1024, 576))
     size = (tmp / "maps25.zip").stat().st_size / 1e6
-    print(f"ingest 25 PNG maps of 1024x576 ({size:.1f} MB zip): {t['ingest']:.3f} s (median)")
+    print(f"ingest 25 PNG maps of 1024x576 ({size:.1f} MB zip): {t.spread('ingest')} "
+          "(median, min-max)")  # fmt: skip
 
     frames = PARAMS["num_frames"]
     write_maps(tmp / "maps.zip", frames, PARAMS["width"], PARAMS["height"])
-    backend = LocalBackend(model="tiny", output_dir=tmp / "outputs")
+    backend = LocalBackend(model="tiny")
     params = {**PARAMS, "steps": 8}
     plain = SVDInput(image_url=str(tmp / "picture.png"), **params)
     control = plain.model_copy(update={"control_maps_data_url": str(tmp / "maps.zip")})
-    backend.generate(control)  # warm up, load the ControlNet
-    plain_steps, control_steps = [], []
-    for _ in range(runs):
-        plain_steps.append(step_seconds(backend, plain))
-        control_steps.append(step_seconds(backend, control))
-    a, b = statistics.median(plain_steps), statistics.median(control_steps)
-    print(f"tiny SVD {params}, torch {torch.__version__}, {backend.device}")
-    print(f"step: plain {a * 1000:.1f} ms, with ControlNet {b * 1000:.1f} ms (medians)")
-    print(f"ControlNet step cost ratio: {b / a:.3f}")
+    out = tmp / "outputs"
+    steps = measured(runs, plain=lambda: step_seconds(backend, plain, out),
+                     control=lambda: step_seconds(backend, control, out))  # fmt: skip
+    print(f"tiny SVD {params}, {environment(backend.device)}")
+    print(f"step: plain {steps.spread('plain', 1000, '.1f', 'ms')}, with ControlNet "
+          f"{steps.spread('control', 1000, '.1f', 'ms')} (median, min-max)")  # fmt: skip
+    print(f"ControlNet step cost ratio, paired by round: {steps.ratio('control', 'plain')}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=7)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="paired rounds")
     main(parser.parse_args().runs)

@@ -34,12 +34,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import make_picture  # noqa: E402
+from common import forget_pictures, make_picture, make_video  # noqa: E402
 from xt import FRAMES, SIZE, build_xt  # noqa: E402
 
 from svd.backends.local import LocalBackend  # noqa: E402
 from svd.backends.tiny import build_tiny_pipeline  # noqa: E402
-from svd.media import read_video, write_mp4  # noqa: E402
+from svd.media import read_video, write_video  # noqa: E402
 from svd.schema import SVDInput  # noqa: E402
 
 CASES = {
@@ -80,7 +80,7 @@ def timed(fn, runs: int) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times = [call() for _ in range(runs)]
     return {"first_s": round(first, 2), "median_s": round(statistics.median(times), 3),
-            "peak_gb": peak_gb()}  # fmt: skip
+            "times": [round(t, 4) for t in times], "peak_gb": peak_gb()}  # fmt: skip
 
 
 def run_case(name: str, small: bool, steps: int, runs: int, work: Path) -> dict:
@@ -101,16 +101,16 @@ def run_case(name: str, small: bool, steps: int, runs: int, work: Path) -> dict:
                 num_inference_steps=steps, decode_chunk_size=8,
                 generator=torch.Generator("cpu").manual_seed(0), output_type="np",
             )  # fmt: skip
-            write_mp4(out.frames[0], 7, video)
+            write_video(out.frames[0], 7, video, "mp4")
     else:
         interval = options.pop("cache_interval", 1)
-        backend = LocalBackend(pipe=pipe, device=DEVICE, output_dir=work / "out", **options)
+        backend = LocalBackend(pipe=pipe, device=DEVICE, **options)
         inp = SVDInput(image_url=str(picture), width=width, height=height, num_frames=frames,
                        steps=steps, seed=0, cache_interval=interval)  # fmt: skip
 
         def once():
-            backend.load().clear_cache()  # each run as the first on its picture
-            out = backend.generate(inp)
+            forget_pictures(backend)  # each run as the first on its picture
+            out = make_video(backend, inp, work / "out")
             Path(urlparse(out.image.url).path).replace(video)
 
     result = timed(once, runs)
@@ -149,7 +149,8 @@ def main(steps_list, runs: int, cases, small: bool) -> None:
     where = torch.cuda.get_device_name() if CUDA else "CPU"
     size = "tiny 192x128, 6 frames" if small else "SVD-XT random weights, 1024x576, 25 frames"
     dtype = "fp32" if small else "fp16"
-    print(f"{size}, {dtype} on {where}, torch {torch.__version__}, {runs} timed runs per case")
+    print(f"{size}, {dtype} on {where}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads, {runs} timed runs per case")  # fmt: skip
     for steps in steps_list:
         results = {}
         for name in cases:
@@ -167,6 +168,16 @@ def main(steps_list, runs: int, cases, small: bool) -> None:
         report(steps, results)
 
 
+def speed(base: list[float], times: list[float]) -> str:
+    """How much faster than `base`, from each side's own runs (each case runs in its own
+    process, so rounds cannot pair): the ratio of medians, and the range any pair of runs
+    gives; "no difference" when that range spans 1.0."""
+    ratio = statistics.median(base) / statistics.median(times)
+    low, high = min(base) / max(times), max(base) / min(times)
+    text = f"{ratio:.2f}x ({low:.2f}-{high:.2f} over {len(base)} and {len(times)} runs)"
+    return text + (": no difference" if low <= 1.0 <= high else "")
+
+
 def report(steps: int, results: dict) -> None:
     print(f"\n{steps} steps")
     base = results.get("vanilla", {}).get("median_s")
@@ -176,8 +187,8 @@ def report(steps: int, results: dict) -> None:
                 print(f"  decode, {chunk}: {d['median_s']} s, peak {d['peak_gb']} GB")
             continue
         line = f"  {name}: {r['median_s']} s per video (first {r['first_s']} s)"
-        if base:
-            line += f", {base / r['median_s']:.2f}x vanilla's speed"
+        if base and name != "vanilla":
+            line += f", speed against vanilla {speed(results['vanilla']['times'], r['times'])}"
         line += f", peak {r['peak_gb']} GB" if r["peak_gb"] is not None else ""
         against = "fast" if name.startswith("reuse") else "vanilla"
         if against in results and name != against:

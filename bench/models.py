@@ -2,8 +2,8 @@
 against one after another.
 
 Part 1, models: every model of the registry through LocalBackend at its default steps and
-frames, each run timed interleaved with the others (median and spread, min-max); the ratio
-is against svd-xt, the default, in the same run.
+frames, in rounds of every model once, the order rotated each round (median and spread,
+min-max); the ratio is against svd-xt, the default, round by round.
 Part 2, batch: `num_videos` N in one UNet batch against the same N one after another (the
 same videos: each from its own seed), N = 2 and 4.
 
@@ -20,37 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import make_picture  # noqa: E402
-
-
-def spread(times: list[float]) -> str:
-    return f"{statistics.median(times):.2f} s ({min(times):.2f}-{max(times):.2f})"
-
-
-def interleaved(runs: int, calls: dict) -> dict[str, list[float]]:
-    """Each call once to warm up, then `runs` rounds, the order turned each round."""
-    import torch
-
-    for call in calls.values():
-        call()
-    times = {name: [] for name in calls}
-    names = list(calls)
-    for n in range(runs):
-        for name in names if n % 2 == 0 else names[::-1]:
-            started = time.perf_counter()
-            calls[name]()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - started)
-    return times
+from common import environment, make_picture, make_video, paired  # noqa: E402
 
 
 def backend_for(small: bool, work: Path):
@@ -61,12 +37,12 @@ def backend_for(small: bool, work: Path):
         from tests.hub_cache import add_every_model
 
         add_every_model(work / "hf")
-        backend = LocalBackend(output_dir=str(work / "out"), device="cpu")
+        backend = LocalBackend(device="cpu")
         backend.max_loaded = 8
         return backend, (192, 128)
     from xt import build_xt
 
-    backend = LocalBackend(pipe=build_xt("cuda"), output_dir=str(work / "out"))
+    backend = LocalBackend(pipe=build_xt("cuda"))
     return backend, (1024, 576)
 
 
@@ -89,19 +65,19 @@ def run_models(backend, size, runs: int, work: Path, small: bool) -> None:
         def once():
             if base is not None:  # one XT-shaped pipeline, the model's sampler swapped in
                 base.scheduler = euler if spec.unet_file is None else scheduler_for(spec)
-            backend.generate(inp)
+            make_video(backend, inp, work / "out")
 
         return once
 
-    times = interleaved(runs, {m.name: call(m) for m in chosen})
-    xt = statistics.median(times["svd-xt"])
-    print(f"\nModels at {size[0]}x{size[1]}, their own frames and steps, {runs} runs:")
-    print("| model | frames | steps | seconds per video (min-max) | against svd-xt |")
+    t = paired(runs, **{m.name: call(m) for m in chosen})
+    print(f"\nModels at {size[0]}x{size[1]}, their own frames and steps, {runs} rounds:")
+    print("| model | frames | steps | seconds per video (min-max) | against svd-xt, paired "
+          "by round |")  # fmt: skip
     print("|---|---|---|---|---|")
     for spec in chosen:
-        ratio = statistics.median(times[spec.name]) / xt
-        print(f"| {spec.name} | {spec.frames} | {spec.steps} | {spread(times[spec.name])} "
-              f"| {ratio:.2f}x |")  # fmt: skip
+        ratio = "1" if spec.name == "svd-xt" else t.ratio(spec.name, "svd-xt")
+        print(f"| {spec.name} | {spec.frames} | {spec.steps} | {t.spread(spec.name, fmt='.2f')} "
+              f"| {ratio} |")  # fmt: skip
 
 
 def run_batch(backend, size, runs: int, work: Path, counts: list[int]) -> None:
@@ -110,9 +86,9 @@ def run_batch(backend, size, runs: int, work: Path, counts: list[int]) -> None:
     picture = work / "picture.png"
     frames, steps = (6, 3) if size[0] < 512 else (25, 20)
     print(f"\nSeveral videos at {size[0]}x{size[1]}, {frames} frames, {steps} steps, "
-          f"{runs} runs:")  # fmt: skip
+          f"{runs} rounds:")  # fmt: skip
     print("| videos | one batch (min-max) | one after another (min-max) | batch against one "
-          "after another |")  # fmt: skip
+          "after another, paired by round |")  # fmt: skip
     print("|---|---|---|---|")
     for count in counts:
         inp = SVDInput(image_url=str(picture), width=size[0], height=size[1], seed=0,
@@ -121,20 +97,19 @@ def run_batch(backend, size, runs: int, work: Path, counts: list[int]) -> None:
         def way(batched: bool, inp=inp):
             def once():
                 backend.batch_videos = batched
-                backend.generate(inp)
+                make_video(backend, inp, work / "out")
 
             return once
 
-        times = interleaved(runs, {"batch": way(True), "apart": way(False)})
-        ratio = statistics.median(times["batch"]) / statistics.median(times["apart"])
-        print(f"| {count} | {spread(times['batch'])} | {spread(times['apart'])} "
-              f"| {ratio:.2f}x |")  # fmt: skip
+        t = paired(runs, batch=way(True), apart=way(False))
+        print(f"| {count} | {t.spread('batch', fmt='.2f')} | {t.spread('apart', fmt='.2f')} "
+              f"| {t.ratio('batch', 'apart')} |")  # fmt: skip
     backend.batch_videos = True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="timed runs of each case")
+    parser.add_argument("--runs", type=int, default=3, help="rounds, each case once a round")
     parser.add_argument("--small", action="store_true", help="the tiny stand-ins, even on a GPU")
     parser.add_argument("--threads", type=int, help="torch's CPU threads (default: all cores)")
     parser.add_argument("--videos", type=int, nargs="+", default=[2, 4], help="batch sizes")
@@ -144,8 +119,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     small = args.small or not torch.cuda.is_available()
-    where = "CPU" if small else f"GPU {torch.cuda.get_device_name()}"
-    print(f"torch {torch.__version__}, {where}, {torch.get_num_threads()} threads")
+    print(environment("cpu" if small else f"GPU {torch.cuda.get_device_name()}"))
     work = Path(tempfile.mkdtemp(prefix="svd-bench-models-"))
     if small:  # before huggingface_hub is imported: it reads these once
         os.environ["HF_HOME"], os.environ["HF_HUB_OFFLINE"] = str(work / "hf"), "1"

@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 import torch
-from common import PARAMS, make_picture, medians
+from common import PARAMS, environment, make_picture, paired
 
 from svd.backends.tiny import build_tiny_pipeline
 from svd.reuse import feature_reuse
@@ -37,17 +37,19 @@ def main(runs: int = 5) -> None:
             ).frames[0]
 
     intervals = (1, 2, 3, 4)
-    t = medians(runs, **{f"i{n}": lambda n=n: run(n) for n in intervals})
+    t = paired(runs, **{f"i{n}": lambda n=n: run(n) for n in intervals})
     full = run(1)
-    print(f"tiny SVD {width}x{height}, {PARAMS['num_frames']} frames, {STEPS} steps, {runs} runs")
+    print(f"tiny SVD {width}x{height}, {PARAMS['num_frames']} frames, {STEPS} steps, "
+          f"{environment()}")  # fmt: skip
     for n in intervals:
         mse = float(((run(n) - full) ** 2).mean())
         psnr = "identical" if mse == 0 else f"{10 * np.log10(1 / mse):.1f} dB"
-        print(f"cache_interval={n}: {t[f'i{n}']:.3f} s, ratio {t[f'i{n}'] / t['i1']:.3f}, "
+        ratio = "1" if n == 1 else str(t.ratio(f"i{n}", "i1"))
+        print(f"cache_interval={n}: {t.spread(f'i{n}')}, ratio {ratio}, "
               f"PSNR against the full run: {psnr}")  # fmt: skip
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="rounds, each interval once a round")
     main(parser.parse_args().runs)

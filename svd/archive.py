@@ -18,7 +18,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from svd.errors import InputError
-from svd.fetch import read_url
 from svd.settings import settings
 
 FIELD = "control_maps_data_url"
@@ -165,13 +164,9 @@ def fit_map(depth: np.ndarray, width: int, height: int, mode: str = "crop") -> n
     return np.asarray(fitted, dtype=np.float32)
 
 
-def load_depth_maps(url: str, width: int, height: int, mode: str = "crop") -> np.ndarray:
-    """The maps of the archive at `url`, fitted: float32 (frames, height, width) in 0-1."""
-    return maps_from_archive(read_url(url, FIELD), width, height, mode)
-
-
 def maps_from_archive(data: bytes, width: int, height: int, mode: str = "crop") -> np.ndarray:
-    """The maps of an archive's bytes, fitted (see `load_depth_maps`)."""
+    """The maps of an archive's bytes, fitted like the picture: float32 (frames, height,
+    width) in 0-1."""
     entries = read_archive(data)
     return np.stack([fit_map(decode_depth(e), width, height, mode) for e in entries])
 

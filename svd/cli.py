@@ -80,17 +80,19 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
 
     from svd.backends import get_backend
+    from svd.outputs import OutputStore
     from svd.progress import ProgressPrinter
+    from svd.run import run
     from svd.settings import settings
 
     torch.set_num_threads(settings().cpu_threads())
 
-    options = {"output_dir": args.out_dir}
+    options = {}
     if args.model and args.model not in MODELS:
         options["model"] = args.model
     backend = get_backend(args.backend, **options)
     with ProgressPrinter(sys.stderr) as progress:
-        out = backend.generate(inp, progress)
+        out = run(backend, inp, OutputStore(args.out_dir), progress)
     print(out.model_dump_json())
     return 0
 

@@ -14,22 +14,22 @@ import contextlib
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from svd.backends.base import EventHandler, Log, emit
 from svd.backends.local import LocalBackend
+from svd.contract import Prepared, Rendered
 from svd.errors import BackendError
+from svd.events import EventHandler, Log, emit
 from svd.media import as_uint8_frames
 from svd.remote import received, rendering
-from svd.run import Prepared, Rendered
 
 log = logging.getLogger(__name__)
 APP = "svd-studio"  # the Serve application, and the Ray namespace
 PACKAGE = Path(__file__).resolve().parent  # shipped to the cluster's workers
 STATUS_EVERY = 5.0  # seconds between looks at how many replicas are up
+RAY_OWN = frozenset({"auto", "local"})  # Ray's words for a cluster it finds or starts itself
 
 
 class Renderer:
@@ -43,8 +43,7 @@ class Renderer:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         torch.set_num_threads(max(1, int(cpus)))
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        folder = tempfile.mkdtemp(prefix="svd-replica-")
-        self.backend = LocalBackend(device=device, output_dir=folder, **options)
+        self.backend = LocalBackend(device=device, **options)
         self.backend.warm_up()
         node = ray.get_runtime_context().get_node_id()
         self.name = f"node {node[:8]}, replica {serve.get_replica_context().replica_tag}"
@@ -157,7 +156,7 @@ class ClusterBackend(LocalBackend):
 def reachable(address: str) -> None:
     """A host:port address must answer within seconds (Ray itself would retry for about
     fourteen minutes); SystemExit naming the setting otherwise."""
-    if address in ("auto", "local") or address.startswith("ray://"):
+    if address in RAY_OWN or address.startswith("ray://"):
         return
     host, _, port = address.rpartition(":")
     try:

@@ -24,10 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from svd import webhooks
-from svd.backends import Backend, Event, Preview, Queued, Step, Tick, describe
+from svd.contract import Backend
 from svd.errors import BackendError, InputError
+from svd.events import Event, Preview, Queued, Step, Tick, describe
 from svd.jobstore import JobStore, full
 from svd.notify import Notifier
+from svd.outputs import OutputStore
+from svd.run import run as run_here
 from svd.run import settle
 from svd.scheduler import Scheduler
 from svd.schema import SVDInput
@@ -116,14 +119,17 @@ class Limits:
 
 
 class JobQueue:
-    """Runs requests first in, first out; one worker thread per backend in `backends`."""
+    """Runs requests first in, first out; one worker thread per backend in `backends`,
+    keeping the videos in `folder` (`run(backend, inp, store, on_event)`: svd.run.run by
+    default)."""
 
     def __init__(
         self, backends: list[Backend], folder: str | Path, max_size: int = 64, run=None,
         limits: Limits = Limits(),
     ):  # fmt: skip
         self.backends = backends
-        self.run = run or (lambda backend, inp, on_event: backend.generate(inp, on_event))
+        self.run = run or run_here
+        self.outputs = OutputStore(folder)  # the finished videos and their records
         self.max_size = max_size
         self.limits = limits
         self.store = JobStore(folder)
@@ -257,7 +263,7 @@ class JobQueue:
             self.notifier.publish(job.id)
 
         try:
-            out = self.run(backend, job.inp, on_event)
+            out = self.run(backend, job.inp, self.outputs, on_event)
         except Cancelled:
             self._finish(job, error=cancelled())
         except InputError as e:

@@ -14,18 +14,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from svd.media import fit_image, load_image
+from svd.media import fit_image
 
 if TYPE_CHECKING:  # the page imports this module; diffusers loads with the model
     from svd.pipeline import SVDPipeline
 
 FEATHER_PX = 3.0  # sigma of the pixel-space feather
 FEATHER_LATENT = 0.75  # sigma of the latent-space feather, in latent pixels
-
-
-def load_motion_mask(url: str, width: int, height: int, mode: str = "crop") -> np.ndarray:
-    """Fetch a mask and fit it like the picture (see `motion_map`)."""
-    return motion_map(load_image(url, "mask_image_url"), width, height, mode)
 
 
 def motion_map(img: Image.Image, width: int, height: int, mode: str = "crop") -> np.ndarray:

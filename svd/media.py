@@ -14,7 +14,6 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from svd.errors import InputError
-from svd.fetch import read_url
 from svd.settings import settings
 
 
@@ -60,11 +59,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
     return img.convert("RGB")
-
-
-def load_image(url: str, field: str, *, allow_local: bool = True) -> Image.Image:
-    """Fetch and decode the image at `url` (see `read_url` and `decode_image`)."""
-    return decode_image(read_url(url, field, allow_local=allow_local), field)
 
 
 def fit_image(
@@ -136,11 +130,6 @@ def write_video(frames: np.ndarray | list, fps: int, path: str | Path, fmt: str 
         writer.close()
     os.replace(tmp, path)
     return path
-
-
-def write_mp4(frames: np.ndarray | list, fps: int, path: str | Path) -> Path:
-    """H.264 mp4 (see `write_video`)."""
-    return write_video(frames, fps, path, "mp4")
 
 
 def _write_gif(video: np.ndarray, fps: int, path: Path) -> Path:

@@ -106,10 +106,6 @@ class OutputStore:
         """The record of `run_id`."""
         return json.loads((self.root / f"{run_id}.json").read_text())
 
-    def list(self) -> list[dict]:
-        """Every record, newest first; unreadable ones are skipped."""
-        return list(self.newest())
-
     def newest(self) -> Iterator[dict]:
         """Records newest first, each read only when asked for; unreadable ones skipped."""
         for path in sorted(self.root.glob("*.json"), reverse=True):

@@ -47,11 +47,6 @@ class SVDPipeline(StableVideoDiffusionPipeline):
         made.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
         return made
 
-    def clear_cache(self) -> None:
-        self.embeddings.clear()
-        self.latents.clear()
-        self.clean.clear()
-
     def _remember(self, store: OrderedDict, kind: str, key: tuple, make) -> torch.Tensor:
         """`store[key]`, made by `make()` the first time; the oldest of too many goes."""
         if key in store:

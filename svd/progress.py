@@ -6,7 +6,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
-from svd.backends.base import Event, Preview, Step, Tick, describe
+from svd.events import Event, Preview, Step, Tick, describe
 
 
 class ProgressPrinter:

@@ -10,9 +10,9 @@ import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from svd.backends.base import Backend, Event, EventHandler, Tick, emit
+from svd.contract import Backend, Prepared, Rendered
 from svd.errors import BackendError, InputError
-from svd.run import Prepared, Rendered
+from svd.events import Event, EventHandler, Tick, emit
 
 
 @dataclass(frozen=True)

@@ -2,78 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import secrets
+import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import numpy as np
-from PIL import Image
 
 from svd.archive import maps_for_a_video
-from svd.backends.base import EventHandler, Stage, emit
+from svd.contract import MAPS, Backend, Prepared, Rendered
 from svd.depth_video import video_to_depth_archive
 from svd.errors import InputError
+from svd.events import EventHandler, Stage, emit
 from svd.fetch import is_http, read_url
 from svd.media import read_video, write_video
+from svd.outputs import OutputStore
 from svd.post import finish
 from svd.schema import EXTRA_FIELDS, URL_FIELDS, File, SVDInput, SVDOutput
 from svd.settings import settings
-
-if TYPE_CHECKING:
-    from svd.backends.base import Backend
-
-MAPS = "control_maps_data_url"
-
-
-@dataclass
-class Prepared:
-    """A checked request and the bytes of its inputs, ready for any backend."""
-
-    inp: SVDInput
-    data: dict[str, bytes]  # fetched inputs by field; http(s) URLs a backend takes are not
-    made_maps: bytes | None = None  # depth maps made here from control_video_url
-
-    @property
-    def maps(self) -> bytes | None:
-        return self.data.get(MAPS)
-
-
-@dataclass
-class Rendered:
-    """What a backend made: frames, or a finished file from elsewhere, and how."""
-
-    seed: int
-    frames: np.ndarray | None = None  # (N, H, W, 3), uint8 or float in 0-1
-    fps: int | None = None
-    video: Path | None = None  # a file to keep (re-encoded only when the request asks)
-    kept: dict[str, Image.Image] = field(default_factory=dict)  # kept beside the video
-    facts: dict = field(default_factory=dict)  # for the record: model, device, ...
-    timings: dict[str, float] = field(default_factory=dict)
-    others: list[Rendered] = field(default_factory=list)  # the request's other videos
-
-    @property
-    def all(self) -> list[Rendered]:
-        return [self, *self.others]
-
-    @staticmethod
-    def joined(made: list[Rendered]) -> Rendered:
-        """The first of a request's videos, carrying the others."""
-        made[0].others = made[1:]
-        return made[0]
-
-
-def random_seed() -> int:
-    """A seed for a request that gave none."""
-    return secrets.randbelow(2**32)
-
-
-def video_seeds(inp: SVDInput) -> list[int]:
-    """The seed of each video a request asks for: its seed (or a drawn one), then the next."""
-    first = inp.seed if inp.seed is not None else random_seed()
-    return [(first + k) % 2**64 for k in range(inp.num_videos)]
 
 
 def settle(backend: Backend, inp: SVDInput, frames: int | None = None) -> SVDInput:
@@ -134,23 +77,26 @@ def prepare(backend: Backend, inp: SVDInput, on_event: EventHandler | None = Non
     return Prepared(inp, data, made)
 
 
-def store(
-    backend: Backend, prepared: Prepared, rendered: Rendered, timings: dict[str, float],
-    on_event: EventHandler | None = None,
+def keep(
+    store: OutputStore, backend: Backend, prepared: Prepared, rendered: Rendered,
+    timings: dict[str, float], on_event: EventHandler | None = None,
 ) -> SVDOutput:  # fmt: skip
     """Finish the frames (in-between frames, loop, format), keep each video and its record
-    (a request for several videos keeps one record per video, with its own seed)."""
+    in `store` (a request for several videos keeps one record per video, with its own
+    seed)."""
     emit(on_event, Stage("writing video"))
-    files = [_keep(backend, prepared, made, timings) for made in rendered.all]
-    backend.store.prune(settings().max_outputs)
+    files = [_keep(store, backend.name, prepared, made, timings) for made in rendered.all]
+    store.prune(settings().max_outputs)
     out = SVDOutput(image=files[0], seed=rendered.seed)
     if len(files) > 1:
         out.videos, out.seeds = files, [made.seed for made in rendered.all]
     return out
 
 
-def _keep(backend: Backend, prepared: Prepared, rendered: Rendered, timings: dict) -> File:
-    inp, out = prepared.inp, backend.store
+def _keep(
+    out: OutputStore, backend: str, prepared: Prepared, rendered: Rendered, timings: dict
+) -> File:
+    inp = prepared.inp
     if prepared.inp.num_videos > 1:  # its record asks for this one video again
         inp = inp.model_copy(update={"seed": rendered.seed, "num_videos": 1})
     run_id = out.new_id()
@@ -164,7 +110,7 @@ def _keep(backend: Backend, prepared: Prepared, rendered: Rendered, timings: dic
         timings = {**timings, "write_s": time.perf_counter() - started}
         timings = {**timings, **rendered.timings, "total_s": sum(timings.values())}
         return out.record(
-            run_id, video, inp, rendered.seed, backend=backend.name, **rendered.facts,
+            run_id, video, inp, rendered.seed, backend=backend, **rendered.facts,
             timings={k: round(v, 3) for k, v in timings.items()},
         )  # fmt: skip
 
@@ -174,7 +120,8 @@ def _write(target: Path, inp: SVDInput, rendered: Rendered) -> Path:
     if rendered.video is not None:
         plain = inp.loop == "none" and not inp.interpolate and not asked_fps
         if plain and rendered.video.suffix == target.suffix:
-            os.replace(rendered.video, target)  # kept as made, not re-encoded
+            # kept as made, not re-encoded; moved, as its folder may be another file system
+            shutil.move(rendered.video, target)
             return target
         frames, fps = read_video(rendered.video)
         fps = inp.fps if asked_fps else round(fps) or inp.fps  # `run` removes the file
@@ -185,17 +132,18 @@ def _write(target: Path, inp: SVDInput, rendered: Rendered) -> Path:
 
 
 def run(
-    backend: Backend, inp: SVDInput, on_event: EventHandler | None = None, render=None
-) -> SVDOutput:
+    backend: Backend, inp: SVDInput, store: OutputStore, on_event: EventHandler | None = None,
+    render=None,
+) -> SVDOutput:  # fmt: skip
     """Prepare, render on `backend` (or with `render(prepared, on_event)`, such as in a GPU
-    worker), store: one video and its record."""
+    worker), keep in `store`: the request's videos and their records."""
     started = time.perf_counter()
     prepared = prepare(backend, inp, on_event)
     ready = time.perf_counter()
     rendered = (render or backend.render)(prepared, on_event)
     timings = {"inputs_s": ready - started, "render_s": time.perf_counter() - ready}
     try:
-        return store(backend, prepared, rendered, timings, on_event)
+        return keep(store, backend, prepared, rendered, timings, on_event)
     finally:
         for made in rendered.all:  # a downloaded file not kept (stopped, failed)
             if made.video is not None:

@@ -14,12 +14,13 @@ import uvicorn
 
 from svd import zerogpu
 from svd.api import build_api
-from svd.backends import Backend, get_backend, resolve_name
-from svd.backends.choice import Backends
+from svd.backends import backend_class, get_backend, resolve_name
+from svd.contract import Backend
 from svd.jobs import JobQueue, Limits
 from svd.routing import FalRouting
 from svd.settings import Settings, configure
 from svd.ui import ASSETS, CSS, JS, THEME, build_app
+from svd.ui.choice import Backends
 from svd.ui.examples import Makings
 
 FAL_WORKERS = 4  # fal runs elsewhere: a few at once keep its queue busy, not this machine
@@ -54,22 +55,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_workers(config: Settings) -> tuple[list[Backend], dict[str, dict]]:
-    """One backend per worker: a pipeline per device (SVD_DEVICES), a replica each on a Ray
-    cluster (SVD_RAY_ADDRESS), or a few fal workers."""
+    """One backend per worker: a few of a backend that renders on a service's machines
+    (fal), a replica each on a Ray cluster (SVD_RAY_ADDRESS), or a pipeline per device
+    (SVD_DEVICES). Also what builds each backend, by name."""
     options = {
         "local": {"model": config.model, "controlnet": config.controlnet,
-                  "output_dir": config.output_dir, "memory": config.memory, "fast": config.fast},
-        "fal": {"output_dir": config.output_dir},
+                  "memory": config.memory, "fast": config.fast},
+        "fal": {},
     }  # fmt: skip
-    if resolve_name(config.backend) == "fal":
-        return [get_backend("fal", **options["fal"])] * FAL_WORKERS, options
+    name = resolve_name(config.backend)
+    if backend_class(name).remote:
+        return [get_backend(name, **options[name])] * FAL_WORKERS, options
     if config.ray_address:  # one queue worker per replica on the cluster
         from svd import cluster
 
-        remote = cluster.start(config.ray_address, config.ray_replicas, options["local"])
+        remote = cluster.start(config.ray_address, config.ray_replicas, options[name])
         return [remote] * remote.replicas, options
     devices = config.device_list()
-    return [get_backend("local", device=d, **options["local"]) for d in devices], options
+    return [get_backend(name, device=d, **options[name]) for d in devices], options
 
 
 def sweep_parts(folder: Path) -> None:

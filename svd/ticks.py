@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from svd.backends.base import TICK, EventHandler
+from svd.events import TICK, EventHandler
 
 
 @contextlib.contextmanager

@@ -17,24 +17,22 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import gradio as gr
 
 from svd import models
-from svd.backends.base import Event, EventHandler
+from svd.contract import Backend, Prepared, Rendered
 from svd.errors import BackendError
+from svd.events import Event, EventHandler
+from svd.outputs import OutputStore
 from svd.remote import Failed, received, rendering
-from svd.run import Prepared, Rendered, run
+from svd.run import run
 from svd.schema import SVDInput, SVDOutput
 
 try:  # the `spaces` package is installed on Hugging Face Spaces (and for the tests)
     import spaces
 except ImportError:  # pragma: no cover - elsewhere it is optional
     spaces = None
-
-if TYPE_CHECKING:
-    from svd.backends.base import Backend
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -80,9 +78,11 @@ if spaces is not None:
     on_gpu = spaces.GPU(duration=_budget)(render_in_worker)
 
 
-def generate(backend: Backend, inp: SVDInput, on_event: EventHandler | None = None) -> SVDOutput:
-    """A run for the queue: prepare and store here, render where `renderer` says."""
-    return run(backend, inp, on_event, renderer(backend))
+def generate(
+    backend: Backend, inp: SVDInput, store: OutputStore, on_event: EventHandler | None = None
+) -> SVDOutput:
+    """A run for the queue: prepare and keep in `store` here, render where `renderer` says."""
+    return run(backend, inp, store, on_event, renderer(backend))
 
 
 def renderer(backend: Backend):

@@ -35,10 +35,18 @@ def picture_path(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def tiny_backend(tmp_path_factory):
+def tiny_backend():
     from svd.backends.local import LocalBackend
 
-    return LocalBackend(model="tiny", output_dir=tmp_path_factory.mktemp("outputs"))
+    return LocalBackend(model="tiny")
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Where a test's runs keep their videos and records: outputs/ in its folder."""
+    from svd.outputs import OutputStore
+
+    return OutputStore(tmp_path / "outputs")
 
 
 @pytest.fixture(scope="module")

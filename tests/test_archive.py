@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svd.archive import load_depth_maps, natural_key, read_archive
+from svd.archive import maps_from_archive, natural_key, read_archive
 from svd.errors import InputError
+from svd.fetch import read_url
+
+
+def load_depth_maps(url: str, width: int, height: int) -> np.ndarray:
+    """The maps of the archive at `url`, fitted as a run fits them."""
+    return maps_from_archive(read_url(url, "control_maps_data_url"), width, height)
 
 
 def png(value: int, size=(16, 8), mode="L") -> bytes:

@@ -16,6 +16,8 @@ from svd.control import skip_multipliers
 from svd.controlnet import ControlNetSDV
 from svd.errors import BackendError
 from svd.media import read_video
+from svd.outputs import OutputStore
+from svd.run import run
 from svd.schema import SVDInput
 
 from .conftest import SMALL
@@ -74,7 +76,9 @@ def depth_zip(tmp_path, name, values, size=(192, 128)):
 
 
 def frames(backend, picture_path, **fields):
-    out = backend.generate(SVDInput(image_url=picture_path, **{**SMALL, "seed": 3, **fields}))
+    """One video, kept in outputs/ beside the picture (the `store` fixture's folder)."""
+    inp = SVDInput(image_url=picture_path, **{**SMALL, "seed": 3, **fields})
+    out = run(backend, inp, OutputStore(Path(picture_path).parent / "outputs"))
     return read_video(urlparse(out.image.url).path)[0].astype(np.float32), out
 
 
@@ -94,10 +98,8 @@ def test_one_frame_per_map_and_maps_change_the_video(tiny_backend, picture_path,
 def test_scale_zero_or_zero_convolutions_change_nothing(tmp_path, picture_path):
     maps = depth_zip(tmp_path, "maps.zip", [255, 128, 64, 32, 16, 8])
     pipe = build_tiny_pipeline()
-    plain, _ = frames(LocalBackend(pipe=pipe, output_dir=tmp_path / "o1"), picture_path)
-    backend = LocalBackend(
-        pipe=pipe, controlnet=build_tiny_controlnet(pipe.unet), output_dir=tmp_path
-    )
+    plain, _ = frames(LocalBackend(pipe=pipe), picture_path)
+    backend = LocalBackend(pipe=pipe, controlnet=build_tiny_controlnet(pipe.unet))
     scaled_out, _ = frames(backend, picture_path, control_maps_data_url=maps, control_scale=0.0)
     assert np.array_equal(plain, scaled_out)
     full, _ = frames(backend, picture_path, control_maps_data_url=maps)
@@ -107,25 +109,21 @@ def test_scale_zero_or_zero_convolutions_change_nothing(tmp_path, picture_path):
     for conv in [*zeroed.controlnet_down_blocks, zeroed.controlnet_mid_block]:
         nn.init.zeros_(conv.weight)
         nn.init.zeros_(conv.bias)
-    backend = LocalBackend(pipe=pipe, controlnet=zeroed, output_dir=tmp_path / "o2")
+    backend = LocalBackend(pipe=pipe, controlnet=zeroed)
     assert np.array_equal(plain, frames(backend, picture_path, control_maps_data_url=maps)[0])
-    assert np.array_equal(
-        plain, frames(LocalBackend(pipe=pipe, output_dir=tmp_path), picture_path)[0]
-    )
+    assert np.array_equal(plain, frames(LocalBackend(pipe=pipe), picture_path)[0])
 
 
 def test_controlnet_loads_from_a_folder(tmp_path, picture_path):
     pipe = build_tiny_pipeline()
     build_tiny_controlnet(pipe.unet).save_pretrained(tmp_path / "cn" / "controlnet")
     maps = depth_zip(tmp_path, "maps.zip", [255, 128, 64])
-    injected = LocalBackend(
-        pipe=pipe, controlnet=build_tiny_controlnet(pipe.unet), output_dir=tmp_path
-    )
-    loaded = LocalBackend(pipe=pipe, controlnet=str(tmp_path / "cn"), output_dir=tmp_path)
+    injected = LocalBackend(pipe=pipe, controlnet=build_tiny_controlnet(pipe.unet))
+    loaded = LocalBackend(pipe=pipe, controlnet=str(tmp_path / "cn"))
     a, _ = frames(injected, picture_path, control_maps_data_url=maps)
     b, _ = frames(loaded, picture_path, control_maps_data_url=maps)
     assert np.array_equal(a, b)
-    missing = LocalBackend(pipe=pipe, controlnet=str(tmp_path / "none"), output_dir=tmp_path)
+    missing = LocalBackend(pipe=pipe, controlnet=str(tmp_path / "none"))
     with pytest.raises(BackendError, match="SVD_CONTROLNET"):
         frames(missing, picture_path, control_maps_data_url=maps)
 

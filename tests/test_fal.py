@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from svd.backends import Log, Queued, Stage, get_backend
+from svd.backends import get_backend
 from svd.backends.fal import FalBackend
 from svd.errors import BackendError, InputError
+from svd.events import Log, Queued, Stage
 from svd.media import read_video
+from svd.run import run
 from svd.schema import SVDInput
 
 from .fal_emulator import (
@@ -36,17 +38,17 @@ def fal(monkeypatch):
 
 
 @pytest.fixture
-def backend(fal, tmp_path):
-    return FalBackend(output_dir=tmp_path / "outputs", poll_interval=0.01)
+def backend(fal):
+    return FalBackend(poll_interval=0.01)
 
 
 def video_of(out):
     return read_video(urlparse(out.image.url).path)[0]
 
 
-def test_a_local_picture_is_uploaded_and_the_video_kept(fal, backend, picture_path):
+def test_a_local_picture_is_uploaded_and_the_video_kept(fal, backend, picture_path, store):
     events = []
-    out = backend.generate(SVDInput(image_url=picture_path, seed=5, steps=20), events.append)
+    out = run(backend, SVDInput(image_url=picture_path, seed=5, steps=20), store, events.append)
     assert out.seed == 5
     sent = fal.requests[-1].body
     assert sent == {
@@ -66,8 +68,8 @@ def test_a_local_picture_is_uploaded_and_the_video_kept(fal, backend, picture_pa
     assert Stage("downloading video") in events
 
 
-def test_the_record_has_the_request_and_no_key(fal, backend, picture_path):
-    out = backend.generate(SVDInput(image_url=picture_path, seed=1, fps=12))
+def test_the_record_has_the_request_and_no_key(fal, backend, picture_path, store):
+    out = run(backend, SVDInput(image_url=picture_path, seed=1, fps=12), store)
     video = Path(urlparse(out.image.url).path)
     text = video.with_suffix(".json").read_text()
     record = json.loads(text)
@@ -78,7 +80,9 @@ def test_the_record_has_the_request_and_no_key(fal, backend, picture_path):
     assert "fps" not in fal.requests[-1].body  # our extras stay local
 
 
-def test_mask_and_archive_are_uploaded_and_their_urls_sent(fal, backend, picture_path, tmp_path):
+def test_mask_and_archive_are_uploaded_and_their_urls_sent(
+    fal, backend, picture_path, tmp_path, store
+):
     mask = tmp_path / "mask.png"
     Image.new("L", (32, 32), 0).save(mask)
     archive = tmp_path / "depth.zip"
@@ -87,7 +91,7 @@ def test_mask_and_archive_are_uploaded_and_their_urls_sent(fal, backend, picture
         z.writestr("2.png", mask.read_bytes())
     data_uri = "data:image/png;base64," + base64.b64encode(Path(picture_path).read_bytes()).decode()
     inp = SVDInput(image_url=data_uri, mask_image_url=str(mask), control_maps_data_url=str(archive))
-    backend.generate(inp)
+    run(backend, inp, store)
     sent = fal.requests[-1].body
     uploaded = {u.url: u for u in fal.uploads}
     assert uploaded[sent["image_url"]].data == Path(picture_path).read_bytes()
@@ -96,70 +100,68 @@ def test_mask_and_archive_are_uploaded_and_their_urls_sent(fal, backend, picture
     assert uploaded[sent["control_maps_data_url"]].content_type == "application/zip"
 
 
-def test_https_urls_are_passed_through(fal, backend, picture_path):
-    backend.generate(SVDInput(image_url=picture_path))
+def test_https_urls_are_passed_through(fal, backend, picture_path, store):
+    run(backend, SVDInput(image_url=picture_path), store)
     remote = fal.requests[-1].body["image_url"]
     count = len(fal.uploads)
-    backend.generate(SVDInput(image_url=remote))
+    run(backend, SVDInput(image_url=remote), store)
     assert fal.requests[-1].body["image_url"] == remote and len(fal.uploads) == count
 
 
-def test_video_output_key_is_accepted(monkeypatch, tmp_path, picture_path):
+def test_video_output_key_is_accepted(monkeypatch, picture_path, store):
     with FalEmulator(key="k", result_key="video") as emulator:
         point_fal_client_at(emulator, monkeypatch)
-        out = FalBackend(output_dir=tmp_path, poll_interval=0.01).generate(
-            SVDInput(image_url=picture_path)
-        )
+        out = run(FalBackend(poll_interval=0.01), SVDInput(image_url=picture_path), store)
         assert video_of(out).shape[0] == 4
 
 
-def test_a_rejected_key_is_a_clear_error(fal, tmp_path, picture_path):
-    bad = FalBackend(key="wrong-key", output_dir=tmp_path, poll_interval=0.01)
+def test_a_rejected_key_is_a_clear_error(fal, picture_path, store):
+    bad = FalBackend(key="wrong-key", poll_interval=0.01)
     with pytest.raises(BackendError, match="fal rejected the API key") as e:
-        bad.generate(SVDInput(image_url=picture_path))
+        run(bad, SVDInput(image_url=picture_path), store)
     assert "wrong-key" not in str(e.value)
     with pytest.raises(BackendError, match="fal rejected the API key"):  # no upload needed
-        bad.generate(SVDInput(image_url=f"{fal.url}/files/none/x.png"))
+        run(bad, SVDInput(image_url=f"{fal.url}/files/none/x.png"), store)
 
 
-def test_no_key_names_fal_key(fal, monkeypatch, tmp_path, picture_path):
+def test_no_key_names_fal_key(fal, monkeypatch, picture_path, store):
     for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(BackendError, match="FAL_KEY"):
-        FalBackend(output_dir=tmp_path).generate(SVDInput(image_url=picture_path))
+        run(FalBackend(), SVDInput(image_url=picture_path), store)
     monkeypatch.setenv("FAL_KEY_ID", "good")
     monkeypatch.setenv("FAL_KEY_SECRET", "key")
-    assert get_backend("auto", output_dir=tmp_path).name == "fal"
+    assert get_backend("auto").name == "fal"
 
 
-def test_fal_validation_error_names_the_field(backend, picture_path):
+def test_fal_validation_error_names_the_field(backend, picture_path, store):
     inp = SVDInput(image_url=picture_path, motion_bucket_id=INVALID_MOTION_BUCKET)
     with pytest.raises(InputError) as e:
-        backend.generate(inp)
+        run(backend, inp, store)
     assert e.value.field == "motion_bucket_id" and "253" in e.value.message
 
 
-def test_local_only_options_are_refused_before_fal(fal, backend, picture_path):
+def test_local_only_options_are_refused_before_fal(fal, backend, picture_path, store):
     for field, value in (("extend", 1), ("cache_interval", 2)):
         with pytest.raises(InputError, match=f"{field}: runs on the local backend only"):
-            backend.generate(SVDInput(image_url=picture_path, **{field: value}))
+            run(backend, SVDInput(image_url=picture_path, **{field: value}), store)
     assert fal.requests == []
 
 
-def test_a_503_is_retried(fal, backend, picture_path):
-    out = backend.generate(SVDInput(image_url=picture_path, steps=STEPS_FLAKY))
+def test_a_503_is_retried(fal, backend, picture_path, store):
+    out = run(backend, SVDInput(image_url=picture_path, steps=STEPS_FLAKY), store)
     assert fal.unavailable and video_of(out).shape[0] == 4
 
 
-def test_timeout_cancels_on_fal(fal, tmp_path, picture_path):
-    slow = FalBackend(output_dir=tmp_path, timeout=1.0, poll_interval=0.05)
+def test_timeout_cancels_on_fal(fal, picture_path, store):
+    slow = FalBackend(timeout=1.0, poll_interval=0.05)
     with pytest.raises(BackendError, match=r"no result after 1 s.*cancelled on fal"):
-        slow.generate(SVDInput(image_url=picture_path, steps=STEPS_FOREVER))
+        run(slow, SVDInput(image_url=picture_path, steps=STEPS_FOREVER), store)
     assert len(fal.cancelled) == 1
-    assert not list(tmp_path.glob("*.mp4"))
+    assert not list(store.root.glob("*.mp4"))
 
 
-def test_stop_cancels_on_fal(fal, backend, picture_path):
+def test_stop_cancels_on_fal(fal, backend, picture_path, store):
     class Stop(Exception):
         pass
 
@@ -168,23 +170,25 @@ def test_stop_cancels_on_fal(fal, backend, picture_path):
             raise Stop
 
     with pytest.raises(Stop):
-        backend.generate(SVDInput(image_url=picture_path, steps=STEPS_FOREVER), stop_when_running)
+        run(
+            backend, SVDInput(image_url=picture_path, steps=STEPS_FOREVER), store, stop_when_running
+        )
     assert len(fal.cancelled) == 1
 
 
-def test_bad_local_input_fails_before_fal(fal, backend, tmp_path):
+def test_bad_local_input_fails_before_fal(fal, backend, tmp_path, store):
     with pytest.raises(InputError, match="image_url: no such file"):
-        backend.generate(SVDInput(image_url=str(tmp_path / "missing.png")))
+        run(backend, SVDInput(image_url=str(tmp_path / "missing.png")), store)
     assert fal.requests == []
 
 
-def test_network_failure_is_a_clear_error(fal, monkeypatch, tmp_path):
+def test_network_failure_is_a_clear_error(fal, monkeypatch, store):
     nobody = f"https://127.0.0.1:{free_port()}/queue/"  # nothing listens there
     monkeypatch.setattr("fal_client.client.QUEUE_URL_FORMAT", nobody)
     monkeypatch.setattr("fal_client.client.MAX_ATTEMPTS", 2)
-    backend = FalBackend(output_dir=tmp_path, poll_interval=0.01)
+    backend = FalBackend(poll_interval=0.01)
     with pytest.raises(BackendError, match="could not reach fal"):
-        backend.generate(SVDInput(image_url=f"{fal.url}/files/x/y.png"))
+        run(backend, SVDInput(image_url=f"{fal.url}/files/x/y.png"), store)
 
 
 def test_content_types():
@@ -249,10 +253,10 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path):
         stop_app(proc)
 
 
-def test_each_model_goes_to_its_fal_endpoint(fal, backend, picture_path):
+def test_each_model_goes_to_its_fal_endpoint(fal, backend, picture_path, store):
     """animatelcm-svd-xt runs on fal-ai/fast-svd-lcm with that endpoint's fields (its own
     steps and fps); the default on fal-ai/svd; a model fal does not host is an error."""
-    out = backend.generate(SVDInput(image_url=picture_path, model="animatelcm-svd-xt", seed=2))
+    out = run(backend, SVDInput(image_url=picture_path, model="animatelcm-svd-xt", seed=2), store)
     sent = fal.requests[-1]
     assert sent.app == "fal-ai/fast-svd-lcm" and sent.route == "queue"
     assert sent.body == {"image_url": fal.uploads[-1].url, "motion_bucket_id": 127,
@@ -260,18 +264,20 @@ def test_each_model_goes_to_its_fal_endpoint(fal, backend, picture_path):
     assert out.seed == 2 and video_of(out).shape[0] == 4  # fal's `video` kept
     record = json.loads(Path(urlparse(out.image.url).path).with_suffix(".json").read_text())
     assert record["model"] == "fal-ai/fast-svd-lcm"
-    backend.generate(SVDInput(image_url=picture_path, model="svd-xt", seed=2))
+    run(backend, SVDInput(image_url=picture_path, model="svd-xt", seed=2), store)
     assert fal.requests[-1].app == "fal-ai/svd" and "fps" not in fal.requests[-1].body
     with pytest.raises(InputError, match="^model: fal does not host svd-xt-1-1; it hosts svd-xt"):
-        backend.generate(SVDInput(image_url=picture_path, model="svd-xt-1-1"))
+        run(backend, SVDInput(image_url=picture_path, model="svd-xt-1-1"), store)
     masked = SVDInput(image_url=picture_path, mask_image_url=picture_path,
                       model="animatelcm-svd-xt")  # fmt: skip
     with pytest.raises(InputError, match="^mask_image_url: fal-ai/fast-svd-lcm on fal does not"):
-        backend.generate(masked)
+        run(backend, masked, store)
 
 
-def test_several_videos_are_requests_at_once_from_consecutive_seeds(fal, backend, picture_path):
-    out = backend.generate(SVDInput(image_url=picture_path, seed=40, num_videos=3))
+def test_several_videos_are_requests_at_once_from_consecutive_seeds(
+    fal, backend, picture_path, store
+):
+    out = run(backend, SVDInput(image_url=picture_path, seed=40, num_videos=3), store)
     runs = [r for r in fal.requests if r.route == "queue"]
     assert sorted(r.body["seed"] for r in runs) == [40, 41, 42]
     assert len({r.body["image_url"] for r in runs}) == 1  # the picture went up once

@@ -19,6 +19,7 @@ from svd.errors import BackendError, InputError
 from svd.media import decode_image, read_video
 from svd.models import MODELS
 from svd.outputs import OutputStore
+from svd.run import run
 from svd.schema import parse_input
 
 from .conftest import SMALL
@@ -100,10 +101,10 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 
 @pytest.mark.parametrize("size", [(1, 1), (4000, 10), (10, 4000), (3, 2)])
-def test_tiny_and_extreme_pictures_make_videos(tiny_backend, tmp_path, size):
+def test_tiny_and_extreme_pictures_make_videos(tiny_backend, tmp_path, size, store):
     path = tmp_path / "odd.png"
     Image.new("RGB", size, (200, 50, 50)).save(path)
-    out = tiny_backend.generate(parse_input({"image_url": str(path), **SMALL}))
+    out = run(tiny_backend, parse_input({"image_url": str(path), **SMALL}), store)
     assert read_video(urlparse(out.image.url).path)[0].shape == (6, 128, 192, 3)
 
 
@@ -123,25 +124,25 @@ class FailingUNet:
         return getattr(self.unet, name)
 
 
-def test_out_of_memory_mid_run_then_the_next_run_works(tmp_path, picture_path):
-    backend = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path / "outputs")
+def test_out_of_memory_mid_run_then_the_next_run_works(tmp_path, picture_path, store):
+    backend = LocalBackend(pipe=build_tiny_pipeline())
     pipe = backend.load()
     real = pipe.unet
     pipe.unet = FailingUNet(real)
     with pytest.raises(BackendError, match="out of memory: try fewer frames"):
-        backend.generate(parse_input({"image_url": picture_path, **SMALL}))
+        run(backend, parse_input({"image_url": picture_path, **SMALL}), store)
     assert not list(tmp_path.glob("outputs/*"))  # nothing half-made
     pipe.unet = real
-    out = backend.generate(parse_input({"image_url": picture_path, **SMALL}))
+    out = run(backend, parse_input({"image_url": picture_path, **SMALL}), store)
     assert Path(urlparse(out.image.url).path).exists()
 
 
 def test_an_unwritable_output_folder_is_a_clear_error(tmp_path, picture_path):
     blocked = tmp_path / "outputs"
     blocked.write_text("a file where the folder should be")
-    backend = LocalBackend(pipe=build_tiny_pipeline(), output_dir=blocked)
+    backend = LocalBackend(pipe=build_tiny_pipeline())
     with pytest.raises(BackendError, match="could not save the video: ") as e:
-        backend.generate(parse_input({"image_url": picture_path, **SMALL}))
+        run(backend, parse_input({"image_url": picture_path, **SMALL}), OutputStore(blocked))
     assert str(tmp_path) not in str(e.value)  # no server path in what a visitor reads
 
 
@@ -158,14 +159,14 @@ def test_a_failed_save_says_why_in_a_few_true_words(tmp_path, error, said):
     assert str(e.value) == f"could not save the video: {said}"
 
 
-def test_history_survives_a_restart(tmp_path, picture_path):
-    first = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path)
-    out = first.generate(parse_input({"image_url": picture_path, "seed": 5, **SMALL}))
-    again = OutputStore(tmp_path)  # as a new process would see it
-    record = again.list()[0]
+def test_history_survives_a_restart(tmp_path, picture_path, store):
+    first = LocalBackend(pipe=build_tiny_pipeline())
+    out = run(first, parse_input({"image_url": picture_path, "seed": 5, **SMALL}), store)
+    again = OutputStore(store.root)  # as a new process would see it
+    record = next(again.newest())
     assert record["seed"] == 5 and record["output"]["file_name"] == out.image.file_name
-    (tmp_path / "broken.json").write_text("{not json")
-    assert [r["seed"] for r in OutputStore(tmp_path).list()] == [5]  # a bad record is skipped
+    (store.root / "broken.json").write_text("{not json")
+    assert [r["seed"] for r in OutputStore(store.root).newest()] == [5]  # a bad one is skipped
 
 
 def test_eight_page_requests_at_once(app_url, picture_path):

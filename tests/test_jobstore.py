@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from svd.api import build_api
-from svd.backends import Step
+from svd.events import Step
 from svd.jobs import JobQueue
 from svd.jobstore import JobStore, StorageFull
 from svd.schema import SVDInput, SVDOutput
@@ -19,7 +19,7 @@ BIG = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\x00" * 14_000_
 SMALL_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\x00" * 100).decode()
 
 
-def ten_steps(backend, inp, on_event):
+def ten_steps(backend, inp, store, on_event):
     for i in range(1, 11):
         on_event(Step(i, 10))
     return SVDOutput.model_validate(
@@ -32,9 +32,9 @@ def test_a_big_request_is_written_once_and_its_steps_appended(tmp_path):
     ends), each step is a log line, and the database stays small."""
     gate = threading.Event()
 
-    def gated(backend, inp, on_event):
+    def gated(backend, inp, store, on_event):
         assert gate.wait(30)
-        return ten_steps(backend, inp, on_event)
+        return ten_steps(backend, inp, store, on_event)
 
     jobs = JobQueue([object()], tmp_path, run=gated)
     job = jobs.submit(SVDInput(image_url=BIG))
@@ -100,10 +100,10 @@ def test_a_cancelled_run_frees_its_addresss_place_at_once(tmp_path):
 
     started, gate = threading.Event(), threading.Event()
 
-    def slow_step(backend, inp, on_event):
+    def slow_step(backend, inp, store, on_event):
         started.set()
         assert gate.wait(30)  # a long step: the cancel is seen at its end
-        return ten_steps(backend, inp, on_event)
+        return ten_steps(backend, inp, store, on_event)
 
     jobs = JobQueue([object()], tmp_path, run=slow_step, limits=Limits(per_address=1))
     first = jobs.submit(SVDInput(image_url="x"), address="1.2.3.4")

@@ -6,19 +6,24 @@ import numpy as np
 import pytest
 import torch
 
-from svd.backends import Stage, Step, get_backend
+import svd.run
+from svd.backends import get_backend
 from svd.backends.local import LocalBackend
 from svd.backends.tiny import build_tiny_pipeline
 from svd.errors import BackendError, InputError
+from svd.events import Preview, Stage, Step
 from svd.media import read_video
+from svd.outputs import OutputStore
 from svd.schema import SVDInput
 
 from .conftest import SMALL
 
 
 def run(backend, picture_path, events=None, **fields):
+    """One video, kept in outputs/ beside the picture (the `store` fixture's folder)."""
     inp = SVDInput(image_url=picture_path, **{**SMALL, **fields})
-    out = backend.generate(inp, events.append if events is not None else None)
+    store = OutputStore(Path(picture_path).parent / "outputs")
+    out = svd.run.run(backend, inp, store, events.append if events is not None else None)
     return out, read_video(urlparse(out.image.url).path)[0]
 
 
@@ -57,7 +62,7 @@ def test_fal_fields_reach_the_model(tiny_backend, picture_path):
         assert np.abs(base - other).mean() > 0.5, change
 
 
-def test_record_is_kept_beside_the_video(tiny_backend, picture_path):
+def test_record_is_kept_beside_the_video(tiny_backend, picture_path, store):
     out, _ = run(tiny_backend, picture_path, seed=9, motion_bucket_id=80)
     video = Path(urlparse(out.image.url).path)
     record = json.loads(video.with_suffix(".json").read_text())
@@ -67,7 +72,7 @@ def test_record_is_kept_beside_the_video(tiny_backend, picture_path):
     assert record["num_frames"] == 6 and (record["width"], record["height"]) == (192, 128)
     assert record["timings"]["total_s"] >= record["timings"]["render_s"] > 0
     assert video.with_name(video.stem + ".input.png").exists()
-    assert tiny_backend.store.list()[0]["id"] == record["id"]
+    assert next(store.newest())["id"] == record["id"]
 
 
 def test_events_in_order(tiny_backend, picture_path):
@@ -80,13 +85,13 @@ def test_events_in_order(tiny_backend, picture_path):
     assert stages.index("denoising") < stages.index("decoding")
 
 
-def test_defaults_follow_the_model(tiny_backend, picture_path):
-    out = tiny_backend.generate(SVDInput(image_url=picture_path, steps=1, seed=0))
+def test_defaults_follow_the_model(tiny_backend, picture_path, store):
+    out = svd.run.run(tiny_backend, SVDInput(image_url=picture_path, steps=1, seed=0), store)
     frames = read_video(urlparse(out.image.url).path)[0]
     assert frames.shape == (14, 128, 256, 3)  # tiny's own size and frame count
 
 
-def test_an_event_handler_can_stop_a_run(tiny_backend, picture_path):
+def test_an_event_handler_can_stop_a_run(tiny_backend, picture_path, store):
     class Stop(Exception):
         pass
 
@@ -95,30 +100,30 @@ def test_an_event_handler_can_stop_a_run(tiny_backend, picture_path):
             raise Stop
 
     with pytest.raises(Stop):
-        tiny_backend.generate(SVDInput(image_url=picture_path, **SMALL), stop_at_two)
+        svd.run.run(tiny_backend, SVDInput(image_url=picture_path, **SMALL), store, stop_at_two)
     assert run(tiny_backend, picture_path, seed=1)[1].shape[0] == 6  # still serving
 
 
-def test_bad_image_is_an_input_error(tiny_backend, tmp_path):
+def test_bad_image_is_an_input_error(tiny_backend, tmp_path, store):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     with pytest.raises(InputError, match="image_url"):
-        tiny_backend.generate(SVDInput(image_url=str(bad), **SMALL))
+        svd.run.run(tiny_backend, SVDInput(image_url=str(bad), **SMALL), store)
 
 
-def test_injected_pipe_is_used_as_it_is(tmp_path, picture_path):
+def test_injected_pipe_is_used_as_it_is(picture_path):
     pipe = build_tiny_pipeline(seed=1)
-    backend = LocalBackend(pipe=pipe, output_dir=tmp_path)
+    backend = LocalBackend(pipe=pipe)
     assert backend.load().components == pipe.components
     assert backend.device == "cpu" and backend.dtype == torch.float32
     frames = run(backend, picture_path, seed=3)[1]
     assert frames.shape == (6, 128, 192, 3)
 
 
-def test_an_explicit_model_that_cannot_load_is_a_clear_error(tmp_path, picture_path):
-    backend = LocalBackend(model=str(tmp_path / "no-such-model"), output_dir=tmp_path)
+def test_an_explicit_model_that_cannot_load_is_a_clear_error(tmp_path, picture_path, store):
+    backend = LocalBackend(model=str(tmp_path / "no-such-model"))
     with pytest.raises(BackendError, match="^model: SVD_MODEL names no hub id and no folder") as e:
-        backend.generate(SVDInput(image_url=picture_path, **SMALL))
+        svd.run.run(backend, SVDInput(image_url=picture_path, **SMALL), store)
     assert str(tmp_path) not in str(e.value)  # a server path is the host's business
 
 
@@ -126,31 +131,32 @@ def test_default_model_falls_back_to_tiny_and_says_so(tmp_path, picture_path, mo
     monkeypatch.delenv("SVD_MODEL", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("svd.backends.local.DEFAULT_MODEL", str(tmp_path / "not-cached"))
-    backend = get_backend("local", output_dir=tmp_path)
+    backend = get_backend("local")
     out, frames = run(backend, picture_path, seed=1)
     assert backend.model == "tiny" and "could not be loaded" in backend.notice
     assert frames.shape[0] == 6 and out.seed == 1
 
 
-def test_a_missing_depth_archive_names_its_field(tiny_backend, picture_path, tmp_path):
+def test_a_missing_depth_archive_names_its_field(tiny_backend, picture_path, tmp_path, store):
     missing = str(tmp_path / "maps.zip")
     with pytest.raises(InputError, match="control_maps_data_url: no such file") as e:
-        tiny_backend.generate(SVDInput(image_url=picture_path, control_maps_data_url=missing))
+        inp = SVDInput(image_url=picture_path, control_maps_data_url=missing)
+        svd.run.run(tiny_backend, inp, store)
     assert e.value.field == "control_maps_data_url"
 
 
-def test_an_option_a_backend_does_not_take_is_an_error(tmp_path):
-    from svd.backends import get_backend
-
+def test_an_option_a_backend_does_not_take_is_an_error():
     with pytest.raises(ValueError, match="the local backend takes no option endpont"):
-        get_backend("local", output_dir=tmp_path, endpont="fal-ai/svd")
+        get_backend("local", endpont="fal-ai/svd")
     with pytest.raises(ValueError, match="the fal backend takes no option model"):
-        get_backend("fal", output_dir=tmp_path, model="tiny")
+        get_backend("fal", model="tiny")
+    with pytest.raises(ValueError, match="the local backend takes no option output_dir"):
+        get_backend("local", output_dir="outputs")  # the run is given its store
 
 
-def test_low_memory_mode_gives_the_same_video(tmp_path, picture_path):
-    normal = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path / "a")
-    low = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path / "b", memory="low")
+def test_low_memory_mode_gives_the_same_video(picture_path):
+    normal = LocalBackend(pipe=build_tiny_pipeline())
+    low = LocalBackend(pipe=build_tiny_pipeline(), memory="low")
     assert low._decode_chunk(25) == 2
     # Chunked feed-forward layers are exact; only the decode chunk differs, so match it.
     a = run(normal, picture_path, seed=3, decode_chunk_size=2)[1]
@@ -161,8 +167,6 @@ def test_low_memory_mode_gives_the_same_video(tmp_path, picture_path):
 
 
 def test_live_previews_every_two_steps_change_nothing(tiny_backend, picture_path):
-    from svd.backends import Preview
-
     events = []
     _, with_previews = run(tiny_backend, picture_path, events, seed=9, steps=5)
     previews = [e for e in events if isinstance(e, Preview)]

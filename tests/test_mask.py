@@ -7,8 +7,11 @@ import pytest
 from PIL import Image
 
 from svd.errors import InputError
-from svd.mask import load_motion_mask, mask_image, strokes_to_mask
-from svd.media import read_video
+from svd.fetch import read_url
+from svd.mask import mask_image, motion_map, strokes_to_mask
+from svd.media import decode_image, read_video
+from svd.outputs import OutputStore
+from svd.run import run
 from svd.schema import SVDInput
 
 from .conftest import SMALL
@@ -29,8 +32,16 @@ def half_mask(width=W, height=H):
     return m
 
 
+def load_motion_mask(url: str, width: int, height: int) -> np.ndarray:
+    """The mask at `url`, fitted as a run fits it (1 moves, 0 stays still)."""
+    picture = decode_image(read_url(url, "mask_image_url"), "mask_image_url")
+    return motion_map(picture, width, height)
+
+
 def frames_of(backend, picture_path, **fields):
-    out = backend.generate(SVDInput(image_url=picture_path, **{**SMALL, "seed": 7, **fields}))
+    """One video, kept in outputs/ beside the picture (the `store` fixture's folder)."""
+    inp = SVDInput(image_url=picture_path, **{**SMALL, "seed": 7, **fields})
+    out = run(backend, inp, OutputStore(Path(picture_path).parent / "outputs"))
     return read_video(urlparse(out.image.url).path)[0].astype(np.float32), out
 
 
@@ -83,7 +94,7 @@ def test_grey_is_partial_and_transparent_is_still(tmp_path):
     assert moves[:, :8].min() > 0.99 and moves[:, 20:].max() < 0.01
 
 
-def test_bad_masks_name_the_field(tiny_backend, picture_path, tmp_path):
+def test_bad_masks_name_the_field(tiny_backend, picture_path, tmp_path, store):
     not_image = tmp_path / "mask.png"
     not_image.write_text("hello")
     empty = tmp_path / "empty.png"
@@ -91,7 +102,7 @@ def test_bad_masks_name_the_field(tiny_backend, picture_path, tmp_path):
     for path in (not_image, empty, tmp_path / "missing.png"):
         with pytest.raises(InputError) as e:
             inp = SVDInput(image_url=picture_path, mask_image_url=str(path), **SMALL)
-            tiny_backend.generate(inp)
+            run(tiny_backend, inp, store)
         assert e.value.field == "mask_image_url"
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from svd.errors import InputError
 from svd.fetch import read_url
-from svd.media import as_uint8_frames, decode_image, fit_image, read_video, write_mp4
+from svd.media import as_uint8_frames, decode_image, fit_image, read_video, write_video
 
 from .conftest import make_picture
 
@@ -208,7 +208,7 @@ def test_fit_covers_and_crops_the_centre():
 def test_mp4_round_trip(tmp_path):
     t = np.linspace(0, 1, 5)[:, None, None, None]
     frames = np.broadcast_to(t, (5, 64, 96, 3)).astype(np.float32)
-    path = write_mp4(frames, 7, tmp_path / "v.mp4")
+    path = write_video(frames, 7, tmp_path / "v.mp4", "mp4")
     assert path.exists() and not (tmp_path / "v.mp4.part").exists()
     video, fps = read_video(path)
     assert video.shape == (5, 64, 96, 3) and fps == 7
@@ -216,7 +216,7 @@ def test_mp4_round_trip(tmp_path):
 
 
 def test_mp4_plays_in_browsers(tmp_path):
-    path = write_mp4(np.zeros((3, 32, 48, 3), np.uint8), 7, tmp_path / "v.mp4")
+    path = write_video(np.zeros((3, 32, 48, 3), np.uint8), 7, tmp_path / "v.mp4", "mp4")
     head = path.read_bytes()
     assert head[4:8] == b"ftyp"
     assert head.find(b"moov") < head.find(b"mdat")  # faststart: playable while loading
@@ -234,7 +234,7 @@ def test_mp4_plays_in_browsers(tmp_path):
 
 
 def test_mp4_odd_sizes_are_trimmed(tmp_path):
-    path = write_mp4(np.zeros((2, 33, 47, 3), np.uint8), 7, tmp_path / "v.mp4")
+    path = write_video(np.zeros((2, 33, 47, 3), np.uint8), 7, tmp_path / "v.mp4", "mp4")
     video, _ = read_video(path)
     assert video.shape == (2, 32, 46, 3)
 

@@ -25,16 +25,15 @@ def test_each_models_own_numbers():
 
 def test_backends_read_the_registry(tmp_path):
     """Before any weights load, a backend's frames and size are its model's."""
-    assert LocalBackend(model="stabilityai/stable-video-diffusion-img2vid",
-                        output_dir=tmp_path).default_frames() == 14  # fmt: skip
-    assert LocalBackend(model="svd-xt", output_dir=tmp_path).default_frames() == 25
-    tiny = LocalBackend(model="tiny", output_dir=tmp_path)
+    assert LocalBackend(model="stabilityai/stable-video-diffusion-img2vid").default_frames() == 14
+    assert LocalBackend(model="svd-xt").default_frames() == 25
+    tiny = LocalBackend(model="tiny")
     assert tiny.default_size() == (256, 128)
     from svd.schema import SVDInput
 
     asked = SVDInput(image_url="x", model="svd")  # another model's run: its own size
     assert tiny._size(asked, (320, 200)) == (1024, 576)
-    lcm = FalBackend(endpoint="fal-ai/fast-svd-lcm", output_dir=tmp_path)
+    lcm = FalBackend(endpoint="fal-ai/fast-svd-lcm")
     assert lcm.default_frames() == 25 and lcm.default_size() == (1024, 576)
 
 

@@ -10,7 +10,7 @@ import httpx
 import uvicorn
 
 from svd.api import build_api
-from svd.backends import Step
+from svd.events import Step
 from svd.jobs import JobQueue
 from svd.notify import Notifier
 from svd.schema import SVDOutput
@@ -42,7 +42,7 @@ def test_the_status_stream_sends_each_step_as_it_happens(tmp_path):
     subscribed while it runs."""
     shown = [threading.Event() for _ in range(4)]
 
-    def stepping(backend, inp, on_event):
+    def stepping(backend, inp, store, on_event):
         for i in range(1, 4):
             on_event(Step(i, 3))
             assert shown[i].wait(30), f"step {i} was not streamed"

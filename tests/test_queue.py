@@ -120,7 +120,7 @@ def test_a_start_deadline_holds_no_thread_once_the_request_ran(tmp_path, picture
     from svd.jobs import JobQueue
     from svd.schema import SVDInput
 
-    def run(backend, inp, on_event):
+    def run(backend, inp, store, on_event):
         raise RuntimeError("done at once")
 
     jobs = JobQueue([object()], tmp_path, run=run)

@@ -10,6 +10,7 @@ from svd.backends.tiny import TINY_FRAMES, TINY_SIZE, build_tiny_pipeline
 from svd.media import read_video
 from svd.pipeline import SVDPipeline
 from svd.reuse import feature_reuse
+from svd.run import run
 
 from .conftest import SMALL, make_picture
 
@@ -132,12 +133,12 @@ def test_feature_reuse_with_depth_control(plain):
         assert np.array_equal(frames(plain, picture, seed=7, num_inference_steps=4), both)
 
 
-def test_backend_runs_with_feature_reuse(tiny_backend, picture_path):
+def test_backend_runs_with_feature_reuse(tiny_backend, picture_path, store):
     from svd.schema import SVDInput
 
     inp = SVDInput(image_url=picture_path, **{**SMALL, "seed": 3})
-    full = tiny_backend.generate(inp)
-    reused = tiny_backend.generate(inp.model_copy(update={"cache_interval": 2}))
+    full = run(tiny_backend, inp, store)
+    reused = run(tiny_backend, inp.model_copy(update={"cache_interval": 2}), store)
     a, b = (read_video(urlparse(o.image.url).path)[0] for o in (full, reused))
     assert a.shape == b.shape and not np.array_equal(a, b)
     record = json.loads(Path(urlparse(reused.image.url).path).with_suffix(".json").read_text())
@@ -149,7 +150,7 @@ def test_fast_path_gives_the_same_video(plain, tmp_path):
     in the warm-up, at the default size and frame count."""
     from svd.backends.local import LocalBackend
 
-    backend = LocalBackend(pipe=build_tiny_pipeline(), fast=True, output_dir=tmp_path)
+    backend = LocalBackend(pipe=build_tiny_pipeline(), fast=True)
     backend.warm_up()
     fast = backend.load()
     conv = fast.unet.conv_in.weight
@@ -220,17 +221,17 @@ def test_feature_reuse_and_depth_control_on_the_svd_xt_architecture():
 def test_page_status_names_the_fast_path_and_low_memory(tmp_path):
     from svd.backends.local import LocalBackend
 
-    plain_status = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path).status()
+    plain_status = LocalBackend(pipe=build_tiny_pipeline()).status()
     assert "fast path" not in plain_status and "low-memory" not in plain_status
-    fast = LocalBackend(pipe=build_tiny_pipeline(), fast=True, output_dir=tmp_path)
+    fast = LocalBackend(pipe=build_tiny_pipeline(), fast=True)
     assert "fast path (compiled)" in fast.status()
-    low = LocalBackend(pipe=build_tiny_pipeline(), memory="low", output_dir=tmp_path)
+    low = LocalBackend(pipe=build_tiny_pipeline(), memory="low")
     assert "low-memory mode" in low.status()
     with pytest.raises(ValueError, match="SVD_FAST and SVD_MEMORY=low do not go together"):
-        LocalBackend(model="tiny", fast=True, memory="low", output_dir=tmp_path)
+        LocalBackend(model="tiny", fast=True, memory="low")
 
 
-def test_motion_mask_encodes_the_picture_once_across_segments(tmp_path, picture_path):
+def test_motion_mask_encodes_the_picture_once_across_segments(tmp_path, picture_path, store):
     from PIL import Image
 
     from svd.backends.local import LocalBackend
@@ -239,10 +240,10 @@ def test_motion_mask_encodes_the_picture_once_across_segments(tmp_path, picture_
     mask = np.full((128, 192), 255, np.uint8)
     mask[:, :96] = 0
     Image.fromarray(mask).save(tmp_path / "m.png")
-    backend = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path)
+    backend = LocalBackend(pipe=build_tiny_pipeline())
     inp = SVDInput(image_url=picture_path, mask_image_url=str(tmp_path / "m.png"), extend=1,
                    **{**SMALL, "steps": 1})  # fmt: skip
-    backend.generate(inp)
+    run(backend, inp, store)
     assert backend.load().hits["picture"] == 1  # the second segment reused the first's
 
 

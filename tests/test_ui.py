@@ -8,6 +8,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from svd.media import read_video
+from svd.run import run
 
 from .gradio_wire import messages, output_ids, upload
 
@@ -183,7 +184,7 @@ def test_depth_archive_sets_the_frame_count(app_url, picture_path, tmp_path):
 
 
 def test_maps_preview_shows_the_order_and_count(tmp_path):
-    from svd.session import maps_preview
+    from svd.ui.previews import maps_preview
 
     from .test_archive import make_zip, png
 
@@ -200,7 +201,7 @@ def test_maps_preview_shows_the_order_and_count(tmp_path):
     )
 
 
-def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path):
+def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path, store):
     from svd import history
     from svd.schema import SVDInput
 
@@ -209,11 +210,11 @@ def test_history_settings_remake_the_inputs(tiny_backend, picture_path, tmp_path
     inp = SVDInput(image_url=picture_path, mask_image_url=str(mask), seed=42, steps=2,
                    num_frames=6, width=192, height=128, motion_bucket_id=33,
                    cache_interval=2, min_guidance_scale=1.5)  # fmt: skip
-    tiny_backend.generate(inp)
-    record = history.entries(tiny_backend.store)[0]
+    run(tiny_backend, inp, store)
+    record = history.entries(store)[0]
     caption = "seed 42 · motion 33 · 2 steps · mask · deep features every 2 steps"
     assert caption in history.caption(record)
-    s = history.settings(tiny_backend.store, record)
+    s = history.settings(store, record)
     assert s["image"].endswith(".input.png") and s["mask_file"].endswith(".mask.png")
     assert (s["seed"], s["motion_bucket_id"], s["num_frames"], s["width"]) == ("42", 33, 6, 192)
     assert s["decode_chunk_size"] == 0 and s["backend"] == "local"
@@ -230,12 +231,12 @@ def test_stop_reaches_a_run_that_still_waits(tmp_path, picture_path):
 
     gate, ran = threading.Event(), []
 
-    def run(backend, inp, on_event):  # the worker's run, held until the gate opens
+    def held(backend, inp, store, on_event):  # the worker's run, held until the gate opens
         ran.append(inp.seed)
         gate.wait(30)
         raise RuntimeError("not needed")
 
-    jobs = JobQueue([object()], tmp_path, run=run)
+    jobs = JobQueue([object()], tmp_path, run=held)
     first = jobs.submit(SVDInput(image_url=picture_path, seed=1), "page", "a")
     while first.status != "IN_PROGRESS":
         first.done.wait(0.01)
@@ -317,7 +318,7 @@ def test_examples_are_made_at_start_once_and_shared(tiny_backend, tmp_path):
     jobs = JobQueue([tiny_backend], tmp_path)
     makings = examples.Makings(jobs, tiny_backend)
     for example in examples.EXAMPLES:
-        examples.cache_path(tiny_backend, example).unlink(missing_ok=True)
+        examples.cache_path(jobs.outputs, tiny_backend, example).unlink(missing_ok=True)
     makings.start_all()
     first = examples.EXAMPLES[0]
     job = makings.start(first)
@@ -329,17 +330,17 @@ def test_examples_are_made_at_start_once_and_shared(tiny_backend, tmp_path):
             assert running.done.wait(300) and running.error is None
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not all(
-        examples.cached(tiny_backend, e) for e in examples.EXAMPLES
+        examples.cached(jobs.outputs, tiny_backend, e) for e in examples.EXAMPLES
     ):
         time.sleep(0.1)
-    assert all(examples.cached(tiny_backend, e) for e in examples.EXAMPLES)
+    assert all(examples.cached(jobs.outputs, tiny_backend, e) for e in examples.EXAMPLES)
     assert makings.start(first) is None  # kept: nothing is made again
 
 
 def test_the_progress_says_stopping_at_once_and_how_long(tmp_path):
     """The moment Stop is pressed the display says "Stopping..."; while steps run it says
     how long the run has taken and how long its steps still need at their pace."""
-    from svd.backends import Step
+    from svd.events import Step
     from svd.jobs import Job
     from svd.ui import progress
 

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from svd.backends.base import (
-    Backend,
-    Event,
-    EventHandler,
-    Log,
-    Preview,
-    Queued,
-    Stage,
-    Step,
-    Tick,
-    describe,
-)  # fmt: skip
+from svd.contract import Backend
 
-__all__ = [
-    "Backend", "Event", "EventHandler", "Log", "Preview", "Queued", "Stage", "Step", "Tick",
-    "describe",
-    "get_backend",
-]  # fmt: skip
+__all__ = ["BACKENDS", "backend_class", "get_backend", "resolve_name"]
 
-NAMES = ("auto", "local", "fal")
+BACKENDS = ("local", "fal")  # each backend's name, as the page and the records say it
+NAMES = ("auto", *BACKENDS)
 OPTIONS = {
-    "local": {"model", "controlnet", "device", "dtype", "pipe", "output_dir", "memory", "fast"},
-    "fal": {"key", "endpoint", "output_dir", "timeout", "poll_interval"},
+    "local": {"model", "controlnet", "device", "dtype", "pipe", "memory", "fast"},
+    "fal": {"key", "endpoint", "timeout", "poll_interval"},
 }
 
 
@@ -43,17 +29,22 @@ def resolve_name(name: str = "auto") -> str:
     return name
 
 
+def backend_class(name: str = "auto") -> type[Backend]:
+    """The class of the backend `name` stands for, whose attributes say what it can do
+    before one is made."""
+    if resolve_name(name) == "fal":
+        from svd.backends.fal import FalBackend
+
+        return FalBackend
+    from svd.backends.local import LocalBackend
+
+    return LocalBackend
+
+
 def get_backend(name: str = "auto", **options) -> Backend:
     """A backend by name ("auto", "local" or "fal"); an option it does not take is an error."""
     name = resolve_name(name)
     unknown = sorted(k for k, v in options.items() if k not in OPTIONS[name] and v is not None)
     if unknown:
         raise ValueError(f"the {name} backend takes no option {', '.join(unknown)}")
-    kwargs = {k: v for k, v in options.items() if v is not None}
-    if name == "fal":
-        from svd.backends.fal import FalBackend
-
-        return FalBackend(**kwargs)
-    from svd.backends.local import LocalBackend
-
-    return LocalBackend(**kwargs)
+    return backend_class(name)(**{k: v for k, v in options.items() if v is not None})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import secrets
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,10 +16,10 @@ from urllib.parse import unquote, urlparse
 import httpx
 
 from svd import models
-from svd.backends.base import BackendBase, EventHandler, Log, Queued, Stage, emit
+from svd.backends.base import BackendBase
+from svd.contract import Prepared, Rendered, video_seeds
 from svd.errors import BackendError, InputError, short
-from svd.outputs import OutputStore
-from svd.run import Prepared, Rendered, video_seeds
+from svd.events import EventHandler, Log, Queued, Stage, emit
 from svd.schema import FAL_FIELDS
 from svd.settings import settings
 
@@ -96,12 +97,14 @@ class FalBackend(BackendBase):
                           "model", "num_videos"})  # fmt: skip
     takes_urls = True
     needs_gpu = False
+    remote = True
+    takes_key = True
+    terms = "https://fal.ai/terms"
 
     def __init__(
         self,
         key: str | None = None,
         endpoint: str | None = None,
-        output_dir: str | None = None,
         timeout: float | None = None,
         poll_interval: float | None = None,
     ):
@@ -111,7 +114,6 @@ class FalBackend(BackendBase):
         self.timeout = timeout or config.fal_timeout
         self.poll_interval = poll_interval or config.fal_poll_interval
         self.depth_model = config.depth_model
-        self.store = OutputStore(output_dir or config.output_dir)
 
     def model_spec(self, model: str | None = None) -> models.Model:
         """The registry's entry for `model` (None: the model SVD_FAL_ENDPOINT runs); one
@@ -260,10 +262,11 @@ class FalBackend(BackendBase):
         return None
 
     def _download(self, url: str, suffix: str) -> Path:
-        """Stream fal's video into the output folder (a .part file until it is whole), at
-        most MAX_VIDEO_BYTES."""
-        self.store.root.mkdir(parents=True, exist_ok=True)
-        path = self.store.root / f"download-{secrets.token_hex(8)}{suffix}"
+        """Stream fal's video into a temporary folder of the backend's own (a .part file
+        until it is whole), at most MAX_VIDEO_BYTES; the run moves it into its store."""
+        folder = downloads()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"download-{secrets.token_hex(8)}{suffix}"
         tmp = path.with_name(path.name + ".part")
         try:
             with httpx.stream("GET", url, timeout=self.timeout, follow_redirects=True) as r:
@@ -283,6 +286,12 @@ class FalBackend(BackendBase):
             raise
         os.replace(tmp, path)
         return path
+
+
+def downloads() -> Path:
+    """Where fal's videos wait for the run to keep them (read at call time, like the temp
+    folder)."""
+    return Path(tempfile.gettempdir()) / "svd-fal"
 
 
 def _go_on(abandoned: threading.Event, on_event, stage: str) -> None:

@@ -16,20 +16,20 @@ from PIL import Image
 
 from svd import models
 from svd.archive import depth_strip, maps_from_archive
-from svd.backends.base import BackendBase, EventHandler, Preview, Stage, Step, emit
+from svd.backends.base import BackendBase
 from svd.backends.tiny import build_tiny_controlnet, build_tiny_pipeline
+from svd.contract import Prepared, Rendered, video_seeds
 from svd.control import depth_control, maps_to_cond
 from svd.controlnet import ControlNetSDV
 from svd.errors import BackendError
+from svd.events import EventHandler, Preview, Stage, Step, emit
 from svd.fast import channels_last, compile_unet
 from svd.loading import load_controlnet, load_model, not_here
 from svd.mask import MotionMask, mask_image, motion_map
 from svd.media import as_uint8_frames, decode_image, fit_image, video_size
-from svd.outputs import OutputStore
 from svd.pipeline import SVDPipeline
 from svd.preview import EVERY, LatentPreview
 from svd.reuse import feature_reuse
-from svd.run import Prepared, Rendered, video_seeds
 from svd.sampler import noise_after, watched
 from svd.schema import EXTRA_FIELDS, SVDInput
 from svd.settings import settings
@@ -90,7 +90,6 @@ class LocalBackend(BackendBase):
         device: str | None = None,
         dtype: torch.dtype | None = None,
         pipe: StableVideoDiffusionPipeline | None = None,
-        output_dir: str | None = None,
         memory: str | None = None,
         fast: bool | None = None,
     ):
@@ -121,7 +120,6 @@ class LocalBackend(BackendBase):
         self.fast = fast
         self._depth_model = config.depth_model
         self.notice: str | None = None  # why the model is not the one asked for (logged)
-        self.store = OutputStore(output_dir or config.output_dir)
         if pipe is not None and self.explicit_model is None:
             self.model = getattr(pipe, "name_or_path", None) or "custom pipeline"
         self._pipes: OrderedDict[str, SVDPipeline] = OrderedDict()  # by source, oldest first

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from svd.backends import Backend
+from svd.contract import Backend
 from svd.errors import BackendError, InputError
 from svd.fetch import file_path
 from svd.jobs import Job, JobQueue
+from svd.outputs import OutputStore
 from svd.schema import SVDInput, SVDOutput
-from svd.session import scratch
+from svd.ui.files import scratch
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +73,20 @@ def thumbnails() -> list[tuple[str, str]]:
     return shown
 
 
-def cache_path(backend: Backend, example: Example) -> Path:
-    """Where this backend's (and model's) video of `example` is kept."""
+def cache_path(store: OutputStore, backend: Backend, example: Example) -> Path:
+    """Where this backend's (and model's) video of `example` is kept in `store`."""
     model = getattr(backend, "model", None) or backend.name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{backend.name}-{model}").strip("-")
-    return backend.store.root / "examples" / f"{slug}-{example.name}.mp4"  # a name per model
+    return store.root / "examples" / f"{slug}-{example.name}.mp4"  # a name per model
 
 
-def cached(backend: Backend, example: Example) -> Path | None:
-    path = cache_path(backend, example)
+def cached(store: OutputStore, backend: Backend, example: Example) -> Path | None:
+    path = cache_path(store, backend, example)
     return path if path.is_file() else None
 
 
-def keep(backend: Backend, example: Example, video: Path) -> Path:
-    path = cache_path(backend, example)
+def keep(store: OutputStore, backend: Backend, example: Example, video: Path) -> Path:
+    path = cache_path(store, backend, example)
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_suffix(".mp4.part")
     shutil.copyfile(video, part)
@@ -94,8 +95,8 @@ def keep(backend: Backend, example: Example, video: Path) -> Path:
 
 
 class Makings:
-    """The examples' videos being made for `backend` through `jobs`: one run per example at
-    a time, whoever asks."""
+    """The examples' videos being made for `backend` through `jobs` (and kept in its store):
+    one run per example at a time, whoever asks."""
 
     def __init__(self, jobs: JobQueue, backend: Backend):
         self.jobs, self.backend = jobs, backend
@@ -105,7 +106,7 @@ class Makings:
     def start(self, example: Example) -> Job | None:
         """The run making `example`'s video (started now if none is); None once it is kept."""
         with self._lock:
-            if cached(self.backend, example) is not None:
+            if cached(self.jobs.outputs, self.backend, example) is not None:
                 return None
             job = self._making.get(example.name)
             if job is None or job.done.is_set() and job.error is not None:
@@ -133,6 +134,7 @@ class Makings:
         if job.error is None:
             video = SVDOutput.model_validate(job.output).image.url
             keep(
+                self.jobs.outputs,
                 self.backend,
                 example,
                 file_path(video) if video.startswith("file:") else Path(video),

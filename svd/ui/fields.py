@@ -14,10 +14,11 @@ import gradio as gr
 from PIL import UnidentifiedImageError
 
 from svd import models
+from svd.backends import BACKENDS
 from svd.errors import InputError
 from svd.schema import SVDInput, parse_input
-from svd.session import mask_from_page, parse_seed
 from svd.ui import model_picker
+from svd.ui.files import mask_from_page
 
 SCHEMA = SVDInput.model_fields
 
@@ -70,6 +71,16 @@ def radio(name: str, info: str | None = None):
         )
 
     return make
+
+
+def parse_seed(text: str | int | None) -> int | None:
+    """The seed box: empty means random; anything else must be a whole number."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise InputError("seed", f"expected a whole number, got {text!r}") from None
 
 
 def _or_none(value) -> int | None:
@@ -171,7 +182,7 @@ FIELDS = [
         "Faster, slightly different: deep layers run every N steps (DeepCache); 1: off.", 1),
         int),
     PageField("backend", "backend", "Run on", lambda label: gr.Radio(
-        ["local", "fal"], label=label,
+        list(BACKENDS), label=label,
         info="local: this machine's GPU; fal: fal.ai with your key.", elem_id="backend")),
     PageField("fal_key", "backend", "fal key", lambda label: gr.Textbox(
         label=label, type="password", placeholder="FAL_KEY if empty", elem_id="fal-key",

@@ -12,17 +12,18 @@ import gradio as gr
 from PIL import Image
 
 from svd import history, models
-from svd.backends.choice import Backends
+from svd.backends import BACKENDS
 from svd.depth_video import video_to_depth_archive
 from svd.errors import BackendError, InputError
 from svd.fetch import is_http
 from svd.jobs import CANCELLED, Job, JobQueue
-from svd.schema import SVDOutput
-from svd.session import local_path, scratch, servable, sweep_scratch
+from svd.schema import EXTRA_FIELDS, SVDOutput
 from svd.settings import settings
 from svd.ui import examples, model_picker, progress
 from svd.ui.adapters import visitor
+from svd.ui.choice import Backends
 from svd.ui.fields import FIELDS, KEYS, in_page_words, page_request
+from svd.ui.files import local_path, scratch, servable, sweep_scratch
 from svd.ui.previews import Previews
 
 # What `generate` updates, in this order (a handler yields a dict of some of these names).
@@ -90,9 +91,9 @@ class Handlers:
         self.jobs, self.backends, self.makings = jobs, backends, makings
         self.blocks: gr.Blocks | None = None  # the page, once built
         self.defaults: dict = {}  # each field's value when the page opens
-        self.backend, self.store = backends.default, backends.default.store
+        self.backend, self.store = backends.default, jobs.outputs
         self.mask_dir = scratch("masks")
-        self.previews = Previews(backends, self.mask_dir)
+        self.previews = Previews(backends, self.mask_dir, self.store)
 
     # -- the run
 
@@ -244,7 +245,7 @@ class Handlers:
         except (BackendError, InputError) as e:
             raise refused(e) from None
         if job is None:
-            video = servable(str(examples.cached(self.backend, chosen)))
+            video = servable(str(examples.cached(self.store, self.backend, chosen)))
         else:
             making = {"progress": progress.panel(f"Making the example: {chosen.caption}")}
             async for update in self.watch(job, making, visitor(request)[0], shared=True):
@@ -296,7 +297,7 @@ class Handlers:
         for key in ("image", "mask_file", "control_maps"):
             if s[key] and not is_http(s[key]):
                 s[key] = servable(s[key])
-        if s["backend"] not in ("local", "fal"):
+        if s["backend"] not in BACKENDS:
             s["backend"] = self.backend.name
         chosen = self.backends.chosen(s["backend"])
         s["model"] = model_picker.spec_for(chosen, s["model"]).name
@@ -346,5 +347,5 @@ def depth_note(spec: models.Model) -> str:
     return f"Depth control maps: {spec.name} takes none (choose another model for them)."
 
 
-EXTRAS = [f.key for f in FIELDS if f.place == "advanced" and f.key not in
-          ("loop", "output_format", "interpolate")]  # fmt: skip
+# The extras a backend may not take: hidden where the chosen one does not (its `supports`).
+EXTRAS = [f.key for f in FIELDS if f.place == "advanced" and f.key in EXTRA_FIELDS]

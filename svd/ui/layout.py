@@ -10,15 +10,14 @@ import random
 import gradio as gr
 
 from svd import history
-from svd.backends.choice import Backends
 from svd.jobs import JobQueue
-from svd.session import maps_preview
 from svd.settings import settings
 from svd.ui import examples, model_picker, progress
 from svd.ui.adapters import by_key, in_order, keyed
+from svd.ui.choice import Backends
 from svd.ui.fields import FIELDS, KEYS, make
 from svd.ui.handlers import EXTRAS, OUTPUTS, Handlers, depth_note, painter_background
-from svd.ui.previews import CROP_KEYS, OUTCOME_KEYS  # fmt: skip
+from svd.ui.previews import CROP_KEYS, OUTCOME_KEYS, maps_preview  # fmt: skip
 
 TITLE = "SVD Studio"
 ASSETS = examples.ASSETS

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from svd import models
-from svd.backends import Backend
+from svd.contract import Backend
 from svd.errors import InputError
 
 # The sliders whose default is the model's own (left out of the request), in this order.

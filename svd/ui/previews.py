@@ -4,21 +4,24 @@ them, the header line (what comes out, how long, the licence), and the API panel
 from __future__ import annotations
 
 import functools
-from pathlib import Path
+import html
+from pathlib import Path, PurePosixPath
 
 import gradio as gr
+import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from svd.archive import maps_for_a_video
-from svd.backends.choice import Backends
+from svd.archive import decode_depth, depth_strip, fit_map, maps_for_a_video
 from svd.errors import InputError
 from svd.fetch import read_url
 from svd.mask import mask_image, motion_map
 from svd.media import decode_image, fit_image, video_size
-from svd.session import mask_from_page
+from svd.outputs import OutputStore
 from svd.settings import settings
 from svd.ui import model_picker, snippets, summary
+from svd.ui.choice import Backends
 from svd.ui.fields import in_page_words, page_request
+from svd.ui.files import mask_from_page
 
 CROP_KEYS = ["image", "strokes", "mask_file", "width", "height", "resize_mode", "backend",
              "model"]  # fmt: skip
@@ -36,6 +39,22 @@ def maps_count(path: str) -> int | None:
         return None
 
 
+def maps_preview(path: str | None) -> tuple[Image.Image | None, str]:
+    """A strip of an archive's maps in the order they will be used, and a line about them."""
+    if not path:
+        return None, ""
+    try:
+        entries = maps_for_a_video(read_url(path, "control_maps_data_url"))
+        maps = np.stack([fit_map(decode_depth(e), 128, 72) for e in entries])
+    except InputError as e:
+        return None, f"⚠️ {html.escape(str(e))}"  # entry names are the uploader's text
+    names = ", ".join(html.escape(PurePosixPath(e.name).name) for e in entries[:8])
+    more = ", ..." if len(entries) > 8 else ""
+    return depth_strip(
+        maps
+    ), f"{len(entries)} maps, so {len(entries)} frames, in this order: {names}{more}"
+
+
 def bordered(image: Image.Image, color: str = "#2563eb", width: int = 3) -> Image.Image:
     """`image` with a visible frame, so a white mask shows its edges on a white page."""
     framed = image.convert("RGB")
@@ -46,10 +65,11 @@ def bordered(image: Image.Image, color: str = "#2563eb", width: int = 3) -> Imag
 
 
 class Previews:
-    """The page's previews, for the app's backends; pasted masks are saved in `mask_dir`."""
+    """The page's previews, for the app's backends; pasted masks are saved in `mask_dir`,
+    the time a run takes is drawn from the recent runs in `store`."""
 
-    def __init__(self, backends: Backends, mask_dir: Path):
-        self.backends, self.mask_dir = backends, mask_dir
+    def __init__(self, backends: Backends, mask_dir: Path, store: OutputStore):
+        self.backends, self.mask_dir, self.store = backends, mask_dir, store
         self.rates: dict[str, float | None] = {}  # seconds per unit of work, per backend
 
     def model_of(self, values: dict):
@@ -103,7 +123,7 @@ class Previews:
 
     def rate(self, backend) -> float | None:
         if backend.name not in self.rates:
-            self.rates[backend.name] = summary.seconds_per_work(backend)
+            self.rates[backend.name] = summary.seconds_per_work(self.store, backend)
         return self.rates[backend.name]
 
     def outcome(self, values: dict, maps: int | None = None) -> str:

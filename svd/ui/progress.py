@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import time
 
-from svd.backends import Preview, Step, describe
+from svd.events import Preview, Step, describe
 from svd.jobs import Job
 
 IDLE = '<div class="run-progress idle" role="status" aria-live="polite"></div>'

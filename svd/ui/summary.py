@@ -7,7 +7,8 @@ import json
 import statistics
 
 from svd import models
-from svd.backends import Backend
+from svd.contract import Backend
+from svd.outputs import OutputStore
 
 RECENT = 10  # runs the time estimate is drawn from
 
@@ -30,10 +31,11 @@ def work(steps: int, frames: int, size: tuple[int, int], extend: int) -> float:
     return steps * frames * size[0] * size[1] / 1e6 * (extend + 1)
 
 
-def seconds_per_work(backend: Backend) -> float | None:
-    """The median time per unit of work of this backend's recent runs (None: no runs yet)."""
+def seconds_per_work(store: OutputStore, backend: Backend) -> float | None:
+    """The median time per unit of work of this backend's recent runs in `store` (None: no
+    runs yet)."""
     rates = []
-    for path in sorted(backend.store.root.glob("*.json"), reverse=True)[: RECENT * 3]:
+    for path in sorted(store.root.glob("*.json"), reverse=True)[: RECENT * 3]:
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -53,8 +55,8 @@ def seconds_per_work(backend: Backend) -> float | None:
 
 def licence(backend: Backend, model: str | None = None) -> str:
     """The terms of `model` (a registry name; None: the backend's own) on `backend`."""
-    if backend.name == "fal":
-        return "[fal's terms](https://fal.ai/terms)"
+    if backend.terms:  # a service's terms cover its runs
+        return f"[{backend.name}'s terms]({backend.terms})"
     model = model or getattr(backend, "model", None)
     spec = models.find(model)
     if spec is not None and spec.licence is None:

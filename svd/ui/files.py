@@ -1,33 +1,18 @@
-"""What the page needs besides widgets: seeds, masks, depth strips, files it may show."""
+"""The page's files: its scratch folders, the painted mask saved as a file, and the kept
+files it may hand to Gradio."""
 
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import os
 import shutil
 import tempfile
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from svd.archive import decode_depth, depth_strip, fit_map, maps_for_a_video
-from svd.errors import InputError
-from svd.fetch import file_path, read_url
+from svd.fetch import file_path
 from svd.mask import strokes_to_mask
-
-
-def parse_seed(text: str | int | None) -> int | None:
-    """The seed box: empty means random; anything else must be a whole number."""
-    if text is None or str(text).strip() == "":
-        return None
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise InputError("seed", f"expected a whole number, got {text!r}") from None
 
 
 def mask_from_page(strokes: dict | None, mask_file: str | None, folder: Path) -> str | None:
@@ -42,22 +27,6 @@ def mask_from_page(strokes: dict | None, mask_file: str | None, folder: Path) ->
     path = folder / f"{hashlib.sha1(buf.getvalue()).hexdigest()}.png"  # one file per mask
     path.write_bytes(buf.getvalue())
     return str(path)
-
-
-def maps_preview(path: str | None) -> tuple[Image.Image | None, str]:
-    """A strip of an archive's maps in the order they will be used, and a line about them."""
-    if not path:
-        return None, ""
-    try:
-        entries = maps_for_a_video(read_url(path, "control_maps_data_url"))
-        maps = np.stack([fit_map(decode_depth(e), 128, 72) for e in entries])
-    except InputError as e:
-        return None, f"⚠️ {html.escape(str(e))}"  # entry names are the uploader's text
-    names = ", ".join(html.escape(PurePosixPath(e.name).name) for e in entries[:8])
-    more = ", ..." if len(entries) > 8 else ""
-    return depth_strip(
-        maps
-    ), f"{len(entries)} maps, so {len(entries)} frames, in this order: {names}{more}"
 
 
 def local_path(url: str) -> str:
