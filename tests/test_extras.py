@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import svd.run
 from svd.media import keep_size, read_video
+from svd.outputs import OutputStore
 from svd.post import apply_loop
 from svd.schema import SVDInput, parse_input
 
@@ -15,7 +17,9 @@ from .conftest import SMALL
 
 
 def run(backend, picture, **fields):
-    out = backend.generate(SVDInput(image_url=picture, **{**SMALL, "seed": 2, **fields}))
+    """One video, kept in outputs/ beside the picture (the `store` fixture's folder)."""
+    inp = SVDInput(image_url=picture, **{**SMALL, "seed": 2, **fields})
+    out = svd.run.run(backend, inp, OutputStore(Path(picture).parent / "outputs"))
     return out, read_video(urlparse(out.image.url).path)[0].astype(np.float32)
 
 
@@ -73,20 +77,20 @@ def test_formats(tiny_backend, picture_path, fmt, kind, head):
     assert open(path, "rb").read(4) == head and video.shape == (6, 128, 192, 3)
 
 
-def test_fal_videos_get_loops_and_formats_here(monkeypatch, tmp_path, picture_path):
+def test_fal_videos_get_loops_and_formats_here(monkeypatch, tmp_path, picture_path, store):
     from svd.backends.fal import FalBackend
 
     from .fal_emulator import FalEmulator, point_fal_client_at
 
     with FalEmulator(key="k") as fal:
         point_fal_client_at(fal, monkeypatch)
-        backend = FalBackend(output_dir=tmp_path, poll_interval=0.01)
-        out = backend.generate(
-            SVDInput(image_url=picture_path, loop="pingpong", output_format="gif")
+        backend = FalBackend(poll_interval=0.01)
+        out = svd.run.run(
+            backend, SVDInput(image_url=picture_path, loop="pingpong", output_format="gif"), store
         )
     frames = read_video(urlparse(out.image.url).path)[0]
     assert len(frames) == 6 and out.image.content_type == "image/gif"  # 4 frames, ping-ponged
-    assert "loop" not in fal.requests[-1].body and list(tmp_path.glob("*.mp4")) == []
+    assert "loop" not in fal.requests[-1].body and list(store.root.glob("*.mp4")) == []
 
 
 def moving_texture(frames: int = 9) -> np.ndarray:
@@ -127,10 +131,13 @@ def test_interpolated_runs_keep_their_duration(tiny_backend, picture_path, betwe
     assert len(frames) == 6 + 5 * between and fps == 7 * (between + 1)
 
 
-def test_extend_goes_on_from_the_last_frame(tiny_backend, picture_path, tmp_path):
+def test_extend_goes_on_from_the_last_frame(tiny_backend, picture_path, tmp_path, store):
     events = []
-    out = tiny_backend.generate(
-        SVDInput(image_url=picture_path, **{**SMALL, "seed": 4, "extend": 2}), events.append
+    out = svd.run.run(
+        tiny_backend,
+        SVDInput(image_url=picture_path, **{**SMALL, "seed": 4, "extend": 2}),
+        store,
+        events.append,
     )
     video = read_video(urlparse(out.image.url).path)[0].astype(np.float32)
     assert len(video) == 6 + 5 + 5
@@ -159,7 +166,7 @@ def test_extend_with_depth_maps_is_refused(tiny_backend, picture_path, tmp_path)
 
 def driving_video(tmp_path, frames: int = 5) -> str:
     """A small mp4: a bright disc moving right over a dark ramp."""
-    from svd.media import write_mp4
+    from svd.media import write_video
 
     y, x = np.mgrid[0:64, 0:96]
     video = []
@@ -167,7 +174,7 @@ def driving_video(tmp_path, frames: int = 5) -> str:
         img = np.repeat((y * 2.0)[..., None], 3, axis=2)
         img[(x - 20 - 12 * i) ** 2 + (y - 32) ** 2 < 150] = 250
         video.append(img.astype(np.uint8))
-    return str(write_mp4(np.stack(video), 7, tmp_path / "drive.mp4"))
+    return str(write_video(np.stack(video), 7, tmp_path / "drive.mp4", "mp4"))
 
 
 def test_depth_maps_from_a_driving_video(tiny_backend, picture_path, tmp_path):
@@ -187,7 +194,7 @@ def test_depth_maps_from_a_driving_video(tiny_backend, picture_path, tmp_path):
             control_maps_data_url=str(tmp_path / "maps.zip"))  # fmt: skip
 
 
-def test_a_driving_video_for_fal_becomes_uploaded_maps(monkeypatch, tmp_path, picture_path):
+def test_a_driving_video_for_fal_becomes_uploaded_maps(monkeypatch, tmp_path, picture_path, store):
     from svd.archive import read_archive
     from svd.backends.fal import FalBackend
 
@@ -196,8 +203,10 @@ def test_a_driving_video_for_fal_becomes_uploaded_maps(monkeypatch, tmp_path, pi
     monkeypatch.setenv("SVD_DEPTH_MODEL", "tiny")
     with FalEmulator(key="k") as fal:
         point_fal_client_at(fal, monkeypatch)
-        FalBackend(output_dir=tmp_path, poll_interval=0.01).generate(
-            SVDInput(image_url=picture_path, control_video_url=driving_video(tmp_path))
+        svd.run.run(
+            FalBackend(poll_interval=0.01),
+            SVDInput(image_url=picture_path, control_video_url=driving_video(tmp_path)),
+            store,
         )
     sent = fal.requests[-1].body
     assert "control_video_url" not in sent

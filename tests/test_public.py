@@ -107,15 +107,15 @@ def test_history_is_private_to_each_browser(public_app, picture_path):
     assert list(out.glob("*.mp4")), "the run was kept"
 
 
-def test_history_entries_need_the_servers_token(tiny_backend, picture_path):
+def test_history_entries_need_the_servers_token(tiny_backend, picture_path, store):
     from svd import history
+    from svd.run import run
     from svd.schema import SVDInput
 
     from .conftest import SMALL
 
-    out = tiny_backend.generate(SVDInput(image_url=picture_path, **SMALL))
+    out = run(tiny_backend, SVDInput(image_url=picture_path, **SMALL), store)
     run_id = out.image.file_name.split(".")[0]
-    store = tiny_backend.store
     forged = [{"id": run_id, "token": "0" * 32}, {"id": "../../etc/passwd", "token": "x"}]
     assert history.own_entries(store, forged) == []
     mine = history.remember(store, [], run_id)
@@ -286,32 +286,31 @@ def test_clicks_a_script_makes_up_get_a_clear_error(public_app, index):
     assert filled["success"] and filled["output"]["data"][1] == "1"  # a real click still works
 
 
-def test_a_pasted_fal_key_with_a_newline_works_and_never_shows(monkeypatch, tmp_path):
+def test_a_pasted_fal_key_with_a_newline_works_and_never_shows(monkeypatch, store):
     from svd.backends.fal import FalBackend
     from svd.errors import BackendError
+    from svd.run import run
     from svd.schema import SVDInput
 
     from .fal_emulator import FalEmulator, point_fal_client_at
 
     with FalEmulator(key="good-key") as fal:
         point_fal_client_at(fal, monkeypatch, key="good-key\n")
-        backend = FalBackend(output_dir=tmp_path, poll_interval=0.01)
-        out = backend.generate(SVDInput(image_url=picture_uri(), seed=3))
+        backend = FalBackend(poll_interval=0.01)
+        out = run(backend, SVDInput(image_url=picture_uri(), seed=3), store)
         assert out.seed == 3
-        assert (
-            "good-key" not in (tmp_path / f"{out.image.file_name.split('.')[0]}.json").read_text()
-        )
+        record = store.root / f"{out.image.file_name.split('.')[0]}.json"
+        assert "good-key" not in record.read_text()
         monkeypatch.setenv("FAL_KEY", "sk-wrong-9a8b\n")
         with pytest.raises(BackendError) as e:
-            FalBackend(output_dir=tmp_path, poll_interval=0.01).generate(
-                SVDInput(image_url=picture_uri())
-            )
+            run(FalBackend(poll_interval=0.01), SVDInput(image_url=picture_uri()), store)
         assert "sk-wrong-9a8b" not in str(e.value) and "rejected the API key" in str(e.value)
 
 
-def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(monkeypatch, tmp_path):
+def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(monkeypatch, store):
     from svd.backends.fal import FalBackend
     from svd.errors import BackendError
+    from svd.run import run
     from svd.schema import SVDInput
 
     silent = socket.socket()  # accepts connections, never answers
@@ -324,7 +323,7 @@ def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(monkeypatch, t
     monkeypatch.setenv("FAL_KEY", "k")
     started = time.monotonic()
     with pytest.raises(BackendError, match=r"no result after 2 s \(SVD_FAL_TIMEOUT\)"):
-        FalBackend(output_dir=tmp_path, timeout=2).generate(SVDInput(image_url=picture_uri()))
+        run(FalBackend(timeout=2), SVDInput(image_url=picture_uri()), store)
     assert time.monotonic() - started < 20  # fal-client alone retried for over 200 s
     silent.close()
 
@@ -392,21 +391,22 @@ def test_a_redirect_to_a_data_uri_is_a_clear_input_error(monkeypatch):
     server.shutdown()
 
 
-def test_the_oldest_videos_go_past_max_outputs(tmp_path, monkeypatch, picture_path):
+def test_the_oldest_videos_go_past_max_outputs(monkeypatch, picture_path, store):
     from svd.backends.local import LocalBackend
     from svd.backends.tiny import build_tiny_pipeline
+    from svd.run import run
     from svd.schema import SVDInput
 
     from .conftest import SMALL
 
     monkeypatch.setenv("SVD_MAX_OUTPUTS", "2")
-    backend = LocalBackend(pipe=build_tiny_pipeline(), output_dir=tmp_path)
+    backend = LocalBackend(pipe=build_tiny_pipeline())
     names = [
-        backend.generate(SVDInput(image_url=picture_path, seed=i, **SMALL)).image.file_name
+        run(backend, SVDInput(image_url=picture_path, seed=i, **SMALL), store).image.file_name
         for i in range(3)
     ]
-    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == sorted(names[1:])
-    assert not list(tmp_path.glob(f"{names[0].split('.')[0]}*"))  # record and inputs too
+    assert sorted(p.name for p in store.root.glob("*.mp4")) == sorted(names[1:])
+    assert not list(store.root.glob(f"{names[0].split('.')[0]}*"))  # record and inputs too
 
 
 def test_half_written_files_are_swept_at_start(tmp_path):
@@ -434,7 +434,7 @@ def test_zero_gpu_budget_follows_the_work_and_fal_holds_no_gpu(tmp_path):
     assert abs(gpu_seconds(SVDInput(image_url="x", steps=10, num_videos=3)) - 30 - 3 * one) <= 2
     lcm = SVDInput(image_url="x", model="animatelcm-svd-xt")  # 4 steps by default, not 20
     assert abs(gpu_seconds(lcm) - 30 - 0.4 * one) <= 1
-    assert FalBackend(output_dir=tmp_path).needs_gpu is False
+    assert FalBackend().needs_gpu is False
 
 
 def test_uploads_are_bounded_and_no_key_is_kept_in_the_browser(public_app):
@@ -450,7 +450,7 @@ def test_uploads_are_bounded_and_no_key_is_kept_in_the_browser(public_app):
 def test_one_depth_map_is_refused_before_a_run_and_in_the_preview(tmp_path):
     from svd.archive import maps_for_a_video
     from svd.errors import InputError
-    from svd.session import maps_preview
+    from svd.ui.previews import maps_preview
 
     from .test_archive import make_zip, png
 
@@ -462,7 +462,7 @@ def test_one_depth_map_is_refused_before_a_run_and_in_the_preview(tmp_path):
 
 
 def test_archive_names_reach_the_page_as_text_not_html(tmp_path):
-    from svd.session import maps_preview
+    from svd.ui.previews import maps_preview
 
     from .test_archive import make_zip, png
 
@@ -494,11 +494,11 @@ def test_a_fal_key_with_a_break_inside_is_refused_and_never_shown(public_app, pi
     log = next(public_app[1].parent.glob("app-*.log")).read_text()
     assert "71c3" not in log
     with pytest.raises(InputError, match="^fal_key: has a space"):
-        FalBackend(key=pasted, output_dir=public_app[1])
+        FalBackend(key=pasted)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FAL_KEY", pasted)
         with pytest.raises(BackendError, match="^FAL_KEY has a space") as e:
-            FalBackend(output_dir=public_app[1])._client()
+            FalBackend()._client()
         assert "71c3" not in str(e.value)
 
 

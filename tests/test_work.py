@@ -3,16 +3,17 @@
 import pytest
 
 from svd.api import build_api
-from svd.backends import Step, Tick
 from svd.errors import InputError
+from svd.events import Step, Tick
 from svd.jobs import JobQueue
+from svd.run import run
 from svd.schema import SVDInput
 
 from .conftest import SMALL
 from .inprocess import post
 
 
-def test_work_past_the_limit_is_a_422_naming_it(tiny_backend, tmp_path, monkeypatch):
+def test_work_past_the_limit_is_a_422_naming_it(tiny_backend, tmp_path, monkeypatch, store):
     """2048 x 2048 x 64 frames is refused at submit, before it waits or costs memory."""
     monkeypatch.delenv("SVD_API_KEY", raising=False)
     app = build_api(JobQueue([tiny_backend], tmp_path), tmp_path)
@@ -26,10 +27,10 @@ def test_work_past_the_limit_is_a_422_naming_it(tiny_backend, tmp_path, monkeypa
     assert "2048x2048 px x 64 frames x 100 steps" in detail["msg"]
     monkeypatch.setenv("SVD_MAX_WORK", "0.5")  # the host sets it: small runs only
     with pytest.raises(InputError, match="over this server's limit of 0"):
-        tiny_backend.generate(SVDInput(image_url="x", **{**SMALL, "steps": 10}))
+        run(tiny_backend, SVDInput(image_url="x", **{**SMALL, "steps": 10}), store)
 
 
-def test_a_cancelled_run_stops_inside_a_step(tiny_backend, picture_path):
+def test_a_cancelled_run_stops_inside_a_step(tiny_backend, picture_path, store):
     """Ticks come before each UNet block and decode chunk: a run cancelled at the first one
     stops there, before its first step ends; the model is left without hooks."""
     seen = []
@@ -43,11 +44,16 @@ def test_a_cancelled_run_stops_inside_a_step(tiny_backend, picture_path):
             raise Stop
 
     with pytest.raises(Stop):
-        tiny_backend.generate(SVDInput(image_url=picture_path, **{**SMALL, "steps": 1}), on_event)
+        run(
+            tiny_backend, SVDInput(image_url=picture_path, **{**SMALL, "steps": 1}), store, on_event
+        )
     assert not any(isinstance(e, Step) for e in seen)
     ticks = []
-    out = tiny_backend.generate(
-        SVDInput(image_url=picture_path, seed=1, **SMALL), lambda e: ticks.append(e)
+    out = run(
+        tiny_backend,
+        SVDInput(image_url=picture_path, seed=1, **SMALL),
+        store,
+        lambda e: ticks.append(e),
     )
     assert out.seed == 1
     unet = tiny_backend.load().unet
