@@ -275,3 +275,33 @@ def test_the_gradio_and_fal_client_internals_the_app_leans_on():
     assert [p[0] for p in gradio.utils.get_function_params(handler)] == ["image"], (
         "gradio no longer names a handler's parameters by its __signature__ (svd/ui/adapters.py)"
     )
+
+
+def test_the_private_names_of_diffusers_torch_and_fal_client_the_app_reads(monkeypatch):
+    """The other private names svd/ reads (uvicorn's trusted-hosts object is no longer one:
+    svd/forwarded.py reads forwarded headers itself, and uvicorn's proxy_headers is off)."""
+    import fal_client.auth
+    import torch._dynamo
+    from diffusers import DiffusionPipeline
+
+    from svd.backends.tiny import build_tiny_pipeline
+
+    device = getattr(DiffusionPipeline, "_execution_device", None)
+    assert isinstance(device, property), moved(
+        "DiffusionPipeline._execution_device",
+        "svd/mask.py, svd/pipeline.py, svd/backends/local.py (where the conditioning goes)",
+    )
+    assert build_tiny_pipeline()._execution_device == torch.device("cpu"), moved(
+        "DiffusionPipeline._execution_device names the device the pipeline runs on",
+        "svd/mask.py, svd/pipeline.py, svd/backends/local.py",
+    )
+    for name in ("recompile_limit", "accumulated_recompile_limit"):
+        assert isinstance(getattr(torch._dynamo.config, name, None), int), (
+            f"torch internal moved: torch._dynamo.config.{name} (svd/fast.py)"
+        )
+    monkeypatch.setenv("FAL_KEY", "pinned-key")
+    found = fal_client.auth.fetch_auth_credentials()
+    assert (found.token, found.scheme) == ("pinned-key", "Key"), (
+        "fal_client internal moved: fal_client.auth.fetch_auth_credentials() and its "
+        ".token and .scheme (svd/backends/fal.py, fal_credentials and FalBackend._client)"
+    )
