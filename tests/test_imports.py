@@ -139,3 +139,15 @@ def test_no_code_outside_the_backends_compares_a_backend_name():
             if any(_names_a_backend(side) for side in sides):
                 found.append(f"{path.relative_to(SVD.parent)}:{node.lineno}")
     assert not found, "a backend's name compared with a string: " + ", ".join(found)
+
+
+def test_no_function_in_svd_is_over_sixty_lines():
+    """A function longer than a screen is two jobs: split it along its seam."""
+    long = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - start + 1 > 60:
+                    long.append(f"{path.relative_to(SVD.parent)}:{node.lineno} {node.name}")
+    assert not long, "over sixty lines: " + ", ".join(long)
