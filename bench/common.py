@@ -48,7 +48,8 @@ def environment(device: str = "cpu") -> str:
     """torch's version, the device and torch's CPU thread count, for a bench's first line."""
     import torch
 
-    return f"torch {torch.__version__}, {device}, {torch.get_num_threads()} torch threads"
+    n = torch.get_num_threads()
+    return f"torch {torch.__version__}, {device}, {n} torch thread{'s' if n != 1 else ''}"
 
 
 def make_video(backend, inp, folder: str | Path, on_event=None):
