@@ -216,9 +216,14 @@ class JobQueue:
 
     # -- the workers
 
+    def close(self) -> None:
+        """Stop taking requests: each worker ends after its current run."""
+        self.scheduler.close()
+        self.deliveries.close()
+
     def _work(self, backend: Backend) -> None:
-        while True:
-            job, behind = self.scheduler.take()
+        while (taken := self.scheduler.take()) is not None:
+            job, behind = taken
             for other in behind:  # each moved up one place
                 self.notifier.publish(other.id)
             try:

@@ -15,18 +15,28 @@ class Scheduler(Generic[T]):
     def __init__(self):
         self._ready = threading.Condition()
         self._waiting: list[T] = []
+        self.closed = False
 
     def add(self, job: T) -> None:
         with self._ready:
             self._waiting.append(job)
             self._ready.notify()
 
-    def take(self) -> tuple[T, list[T]]:
-        """The next request (waiting until there is one), and those still behind it."""
+    def take(self) -> tuple[T, list[T]] | None:
+        """The next request (waiting until there is one), and those still behind it; None
+        once closed."""
         with self._ready:
-            while not self._waiting:
+            while not self._waiting and not self.closed:
                 self._ready.wait()
+            if self.closed:
+                return None
             return self._waiting.pop(0), list(self._waiting)
+
+    def close(self) -> None:
+        """Hand out nothing more: each waiting `take` returns None."""
+        with self._ready:
+            self.closed = True
+            self._ready.notify_all()
 
     def remove(self, job: T) -> bool:
         """Take `job` out if it is still waiting; whether it was."""

@@ -6,7 +6,9 @@ import argparse
 import fcntl
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import gradio as gr
 import torch
@@ -96,14 +98,26 @@ def claim(folder: Path):
     return held
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    config = configure(**{k: v for k, v in vars(args).items() if v is not None})
+@dataclass
+class App:
+    """The built app: what uvicorn serves, its queue, and the output folder's lock."""
+
+    asgi: FalRouting
+    jobs: JobQueue
+    held: IO  # the lock on the output folder, kept open while the app lives
+
+    def close(self) -> None:
+        """Stop the queue's workers and let the output folder go (an app built in-process)."""
+        self.jobs.close()
+        self.held.close()
+
+
+def build(config: Settings, run=None) -> App:
+    """The whole app on `config`: workers, the queue, the API and the page, not yet
+    listening. `run` replaces the queue's run (default: the shared run, or ZeroGPU's)."""
     out_dir = Path(config.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    held = claim(out_dir)  # noqa: F841 - held while the app runs
-    torch.set_num_threads(config.cpu_threads())
-    print(f"* torch uses {torch.get_num_threads()} CPU threads (SVD_THREADS)")
+    held = claim(out_dir)
     sweep_parts(out_dir)
     workers, options = make_workers(config)
     if zerogpu.active():  # the models load now, on this thread, before the page serves
@@ -112,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         for backend in dict.fromkeys(workers):  # warm each model while the page comes up
             threading.Thread(target=_preload, args=(backend,), daemon=True).start()
     limits = Limits(config.max_runs_per_session, config.max_runs_per_address)
-    jobs = JobQueue(workers, out_dir, config.queue_size, run=zerogpu.generate, limits=limits)
+    jobs = JobQueue(workers, out_dir, config.queue_size, run=run or zerogpu.generate,
+                    limits=limits)  # fmt: skip
     makings = Makings(jobs, workers[0])
     if config.examples == "start":  # made in the background, before anyone asks
         makings.start_all()
@@ -135,24 +150,32 @@ def main(argv: list[str] | None = None) -> None:
     # Gradio refuses file inputs that were not uploaded through the page only once the app
     # "has launched" (processing_utils._check_allowed); launch() sets it, mounting does not.
     page.has_launched = True
-    serve(server, config)
+    return App(FalRouting(server, config.queue_port, config.trusted_proxies()), jobs, held)
 
 
-def serve(app, config: Settings) -> None:
-    """Serve `app` on the main port, and as fal's queue host on the queue port if set."""
-    routed = FalRouting(app, config.queue_port, config.trusted_proxies())
-    tls = {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
-    uv = uvicorn.Config(
-        routed, root_path=config.root_path or "", log_level="warning", proxy_headers=False,
-        **{k: str(v) for k, v in tls.items() if v},
-    )  # fmt: skip
-    ports = [config.port] + ([config.queue_port] if config.queue_port else [])
-    sockets = [listen(config.host, port) for port in ports]
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config = configure(**{k: v for k, v in vars(args).items() if v is not None})
+    torch.set_num_threads(config.cpu_threads())
+    print(f"* torch uses {torch.get_num_threads()} CPU threads (SVD_THREADS)")
+    app = build(config)
+    server, sockets = listening(app, config)
     scheme = "https" if config.ssl_certfile else "http"
     print(f"* Running on {scheme}://{config.host}:{config.port} (API: /fal-ai/svd, docs: /docs)")
     if config.queue_port:
         print(f"* fal's queue host on {scheme}://{config.host}:{config.queue_port}")
-    uvicorn.Server(uv).run(sockets=sockets)
+    server.run(sockets=sockets)
+
+
+def listening(app: App, config: Settings) -> tuple[uvicorn.Server, list[socket.socket]]:
+    """A uvicorn server for `app`, and its sockets: the main port, and the queue port if set."""
+    tls = {"ssl_certfile": config.ssl_certfile, "ssl_keyfile": config.ssl_keyfile}
+    uv = uvicorn.Config(
+        app.asgi, root_path=config.root_path or "", log_level="warning", proxy_headers=False,
+        **{k: str(v) for k, v in tls.items() if v},
+    )  # fmt: skip
+    ports = [config.port] + ([config.queue_port] if config.queue_port else [])
+    return uvicorn.Server(uv), [listen(config.host, port) for port in ports]
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -139,6 +140,18 @@ def configure(**flags) -> Settings:
     global _flags, _made
     _flags, _made = {k: v for k, v in flags.items() if v is not None}, None
     return settings()
+
+
+@contextlib.contextmanager
+def configured(**flags):
+    """`flags` over those in force and the environment for the block's length, then what
+    was before (an app built in-process, a test)."""
+    global _flags, _made
+    before = _flags
+    try:
+        yield configure(**{**before, **flags})
+    finally:
+        _flags, _made = before, None
 
 
 def reload() -> Settings:

@@ -2,9 +2,21 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+# torch's threads in this process, which runs tiny models and the apps built here: one core
+# is left to the app processes, browsers and clients beside it (two threads each on two
+# cores made a tiny run ten times slower). Each app process gets SVD_THREADS=1 (live.py).
+CORES = len(os.sched_getaffinity(0))
+torch.set_num_threads(max(1, CORES - 1))
+
+
+def pytest_report_header(config):
+    return f"torch threads: {torch.get_num_threads()} of {CORES} cores"
+
 
 SMALL = {"width": 192, "height": 128, "num_frames": 6, "steps": 3}
 
@@ -25,6 +37,18 @@ def picture_data_uri(width: int = 320, height: int = 200) -> str:
     buffer = io.BytesIO()
     make_picture(width, height).save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture
+def use_settings():
+    """Settings for one test, passed to the code rather than set in the environment:
+    `use_settings(max_work=0.5)` (Settings' field names), until the test ends."""
+    import contextlib
+
+    from svd.settings import configured
+
+    with contextlib.ExitStack() as stack:
+        yield lambda **values: stack.enter_context(configured(**values))
 
 
 @pytest.fixture
@@ -51,11 +75,33 @@ def store(tmp_path):
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    """The real app on `tiny`, one per test module: (url, output folder)."""
-    from .live import start_app, stop_app
+    """The real app on `tiny`, built in this process and served on a port, one per test
+    module: (url, output folder)."""
+    from .live import serve_app
 
     out = tmp_path_factory.mktemp("app") / "outputs"
     out.mkdir()
-    proc, url = start_app(out)
-    yield url, out
-    stop_app(proc)
+    with serve_app(out) as served:
+        yield served.url, out
+
+
+MAX_APP_PROCESSES = 8  # the app as a process of its own: only where a test needs one
+
+
+def pytest_sessionstart(session):
+    from .live import STARTS
+
+    STARTS.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from .live import STARTS
+
+    starts = STARTS.read_text().splitlines() if STARTS.exists() else []
+    terminalreporter.write_line(f"app processes started: {len(starts)}")
+    full_run = config.args == config.getini("testpaths") and not config.option.keyword
+    if full_run and len(starts) > MAX_APP_PROCESSES:
+        terminalreporter.write_line(
+            f"FAILED: over {MAX_APP_PROCESSES} app processes; by test:\n" + "\n".join(starts)
+        )
+        terminalreporter._session.exitstatus = 1

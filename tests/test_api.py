@@ -11,7 +11,7 @@ import pytest
 
 from svd.media import read_video
 
-from .live import start_app, stop_app
+from .live import serve_app
 
 FAST = {"steps": 2, "num_frames": 4, "width": 192, "height": 128}
 
@@ -172,8 +172,8 @@ def test_docs_work_offline(app_url):
 def test_api_key(tmp_path, picture_uri):
     out = tmp_path / "outputs"
     out.mkdir()
-    proc, url = start_app(out, {"SVD_API_KEY": "sekret"})
-    try:
+    with serve_app(out, api_key="sekret") as served:
+        url = served.url
         body = {"image_url": picture_uri, **FAST}
         assert httpx.post(f"{url}/fal-ai/svd", json=body).status_code == 401
         wrong = {"Authorization": "Key nope"}
@@ -183,8 +183,6 @@ def test_api_key(tmp_path, picture_uri):
         assert r.status_code == 200
         assert httpx.get(r.json()["image"]["url"]).status_code == 200  # files are public by name
         assert httpx.get(url).status_code == 200  # the page is not behind the key
-    finally:
-        stop_app(proc)
     assert Path(out).exists()
 
 

@@ -12,10 +12,10 @@ from .inprocess import post
 
 
 @pytest.fixture
-def api(tmp_path, monkeypatch):
+def api(use_settings, tmp_path, monkeypatch):
     monkeypatch.delenv("SVD_API_KEY", raising=False)
-    monkeypatch.setenv("SVD_MAX_BODY_MB", "1")
-    monkeypatch.setenv("SVD_MAX_BODIES_MB", "1")
+    use_settings(max_body_mb="1")
+    use_settings(max_bodies_mb="1")
     return build_api(JobQueue([], tmp_path), tmp_path)  # no worker: nothing runs
 
 

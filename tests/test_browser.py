@@ -37,6 +37,19 @@ if CHROMIUM is None and not os.environ.get("CI"):
 
 
 @pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The app as a process of its own: here the test process drives Chromium, and a
+    server sharing its interpreter would answer the page late on a busy machine."""
+    from .live import start_app, stop_app
+
+    out = tmp_path_factory.mktemp("app") / "outputs"
+    out.mkdir()
+    proc, url = start_app(out)
+    yield url, out
+    stop_app(proc)
+
+
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 

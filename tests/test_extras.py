@@ -194,13 +194,15 @@ def test_depth_maps_from_a_driving_video(tiny_backend, picture_path, tmp_path):
             control_maps_data_url=str(tmp_path / "maps.zip"))  # fmt: skip
 
 
-def test_a_driving_video_for_fal_becomes_uploaded_maps(monkeypatch, tmp_path, picture_path, store):
+def test_a_driving_video_for_fal_becomes_uploaded_maps(
+    use_settings, monkeypatch, tmp_path, picture_path, store
+):
     from svd.archive import read_archive
     from svd.backends.fal import FalBackend
 
     from .fal_emulator import FalEmulator, point_fal_client_at
 
-    monkeypatch.setenv("SVD_DEPTH_MODEL", "tiny")
+    use_settings(depth_model="tiny")
     with FalEmulator(key="k") as fal:
         point_fal_client_at(fal, monkeypatch)
         svd.run.run(

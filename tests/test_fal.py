@@ -224,17 +224,16 @@ def test_cli_runs_through_fal(fal, picture_path, tmp_path):
     assert bad.returncode == 1 and "fal rejected the API key" in bad.stderr
 
 
-def test_page_runs_through_fal(fal, picture_path, tmp_path):
+def test_page_runs_through_fal(fal, picture_path, tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
 
-    from .fal_emulator import env
-    from .live import start_app, stop_app
+    from .live import serve_app
     from .test_ui import DEFAULTS, generate
 
     out_dir = tmp_path / "outputs"
-    out_dir.mkdir()
-    proc, url = start_app(out_dir, {**env(fal), "FAL_KEY": "", "SVD_FAL_POLL_INTERVAL": "0.02"})
-    try:
+    monkeypatch.delenv("FAL_KEY")  # the app runs locally
+    with serve_app(out_dir, fal_poll_interval=0.02) as served:
+        url = served.url
         client = Client(url, verbose=False)
         fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "4", "steps": 20}
         # The app runs locally (no FAL_KEY); this session picks fal and types its key.
@@ -249,8 +248,6 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path):
         _, _, status = generate(url, **fields)  # local still works
         assert "tiny" in status
         assert "bad" not in (out_dir.parent / f"app-{url.rsplit(':', 1)[1]}.log").read_text()
-    finally:
-        stop_app(proc)
 
 
 def test_each_model_goes_to_its_fal_endpoint(fal, backend, picture_path, store):

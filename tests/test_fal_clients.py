@@ -23,7 +23,7 @@ import pytest
 import trustme
 
 from .conftest import make_picture
-from .live import ROOT, free_port, start_app, stop_app
+from .live import ROOT, free_port, serve_app, start_app, stop_app
 
 KEY = "client-test-key"
 CLIENTS = ROOT / "tests" / "clients"
@@ -92,9 +92,9 @@ def files(tmp_path_factory):
     return folder
 
 
-def app_env(hooks) -> dict:
-    return {"SVD_API_KEY": KEY, "SVD_ALLOW_PRIVATE_URLS": f"127.0.0.1:{hooks.port}",
-            "SVD_WEBHOOK_BACKOFF": "0.2"}  # fmt: skip
+def app_settings(hooks) -> dict:
+    return {"api_key": KEY, "allow_private_urls": f"127.0.0.1:{hooks.port}",
+            "webhook_backoff": 0.2}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def tls_app(files, hooks, tmp_path_factory):
     out.mkdir()
     queue_port = free_port()
     env = {
-        **app_env(hooks),
+        **{f"SVD_{k.upper()}": str(v) for k, v in app_settings(hooks).items()},
         "SVD_QUEUE_PORT": str(queue_port),
         "SVD_SSL_CERTFILE": str(files / "cert.pem"),
         "SVD_SSL_KEYFILE": str(files / "key.pem"),
@@ -116,11 +116,10 @@ def tls_app(files, hooks, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plain_app(hooks, tmp_path_factory):
+    """The app built in this process, on plain http."""
     out = tmp_path_factory.mktemp("plain") / "outputs"
-    out.mkdir()
-    proc, url = start_app(out, app_env(hooks))
-    yield url
-    stop_app(proc)
+    with serve_app(out, **app_settings(hooks)) as served:
+        yield served.url
 
 
 def run_client(command: list[str], env: dict, timeout: float = 400) -> dict:

@@ -56,8 +56,8 @@ def http_server():
 
 
 @pytest.fixture
-def allow_local_servers(monkeypatch):
-    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", "1")
+def allow_local_servers(use_settings):
+    use_settings(allow_private_urls="1")
 
 
 def test_read_http(http_server, allow_local_servers):
@@ -81,16 +81,16 @@ def test_read_http(http_server, allow_local_servers):
         "http://0.0.0.0/a.png",
     ],
 )
-def test_private_addresses_are_refused(url, monkeypatch):
-    monkeypatch.delenv("SVD_ALLOW_PRIVATE_URLS", raising=False)
+def test_private_addresses_are_refused(use_settings, url):
+    use_settings(allow_private_urls="")
     with pytest.raises(InputError, match="image_url: .*private or local address"):
         read_url(url, "image_url")
 
 
-def test_redirects_are_checked_at_every_hop(http_server, monkeypatch):
+def test_redirects_are_checked_at_every_hop(use_settings, http_server):
     base, picture = http_server
     host = base.removeprefix("http://")
-    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", host)  # only this server
+    use_settings(allow_private_urls=host)  # only this server
     assert read_url(f"{base}/a.png", "image_url") == picture
     inward = f"{base}/redirect?to=http://169.254.169.254/latest/meta-data/"
     with pytest.raises(InputError, match="169.254.169.254 is a private or local address"):
@@ -261,7 +261,7 @@ def test_requests_go_to_the_checked_address(http_server):
 
 
 @pytest.mark.parametrize("url", ["http://[::1/a.png", "http://example.com:99999/a.png"])
-def test_malformed_urls(url, monkeypatch):
-    monkeypatch.delenv("SVD_ALLOW_PRIVATE_URLS", raising=False)
+def test_malformed_urls(use_settings, url):
+    use_settings(allow_private_urls="")
     with pytest.raises(InputError, match="image_url: malformed URL"):
         read_url(url, "image_url")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from .gradio_wire import call, file_data, joined, page_event
-from .live import ROOT, start_app, stop_app
+from .live import ROOT, serve_app, start_app, stop_app
 
 SECRET = "sk-public-test-5f1e2d"
 
@@ -137,11 +137,8 @@ def test_history_entries_need_the_servers_token(tiny_backend, picture_path, stor
 def open_app(tmp_path_factory):
     """The app as a Space runs it by default: no API key, the default per-visitor limits."""
     out = tmp_path_factory.mktemp("open") / "outputs"
-    out.mkdir()
-    limits = {"SVD_MAX_RUNS_PER_SESSION": "1", "SVD_MAX_RUNS_PER_ADDRESS": "3"}
-    proc, url = start_app(out, env=limits)
-    yield url, out
-    stop_app(proc)
+    with serve_app(out, max_runs_per_session=1, max_runs_per_address=3) as served:
+        yield served.url, out
 
 
 LONG = {"steps": 100, "num_frames": 2, "width": 128, "height": 64}
@@ -307,7 +304,7 @@ def test_a_pasted_fal_key_with_a_newline_works_and_never_shows(monkeypatch, stor
         assert "sk-wrong-9a8b" not in str(e.value) and "rejected the API key" in str(e.value)
 
 
-def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(monkeypatch, store):
+def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(use_settings, monkeypatch, store):
     from svd.backends.fal import FalBackend
     from svd.errors import BackendError
     from svd.run import run
@@ -319,7 +316,7 @@ def test_fal_timeout_bounds_the_whole_call_when_fal_never_answers(monkeypatch, s
     host = f"127.0.0.1:{silent.getsockname()[1]}"
     for name in ("FAL_RUN_HOST", "FAL_QUEUE_RUN_HOST"):
         monkeypatch.setenv(name, host)
-    monkeypatch.setenv("SVD_FAL_REST_URL", f"https://{host}")
+    use_settings(fal_rest_url=f"https://{host}")
     monkeypatch.setenv("FAL_KEY", "k")
     started = time.monotonic()
     with pytest.raises(BackendError, match=r"no result after 2 s \(SVD_FAL_TIMEOUT\)"):
@@ -366,7 +363,7 @@ def test_an_unreadable_picture_is_said_on_upload(public_app, tmp_path):
     assert r.json()["error"] == "Image: not a readable image", r.text
 
 
-def test_a_redirect_to_a_data_uri_is_a_clear_input_error(monkeypatch):
+def test_a_redirect_to_a_data_uri_is_a_clear_input_error(use_settings):
     import http.server
     import threading
 
@@ -384,14 +381,14 @@ def test_a_redirect_to_a_data_uri_is_a_clear_input_error(monkeypatch):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", "1")
+    use_settings(allow_private_urls="1")
     with pytest.raises(InputError, match="image_url: .* redirected to something not http") as e:
         read_url(f"http://127.0.0.1:{server.server_port}/p.png", "image_url")
     assert len(str(e.value)) < 200
     server.shutdown()
 
 
-def test_the_oldest_videos_go_past_max_outputs(monkeypatch, picture_path, store):
+def test_the_oldest_videos_go_past_max_outputs(use_settings, picture_path, store):
     from svd.backends.local import LocalBackend
     from svd.backends.tiny import build_tiny_pipeline
     from svd.run import run
@@ -399,7 +396,7 @@ def test_the_oldest_videos_go_past_max_outputs(monkeypatch, picture_path, store)
 
     from .conftest import SMALL
 
-    monkeypatch.setenv("SVD_MAX_OUTPUTS", "2")
+    use_settings(max_outputs="2")
     backend = LocalBackend(pipe=build_tiny_pipeline())
     names = [
         run(backend, SVDInput(image_url=picture_path, seed=i, **SMALL), store).image.file_name
@@ -413,11 +410,8 @@ def test_half_written_files_are_swept_at_start(tmp_path):
     out = tmp_path / "outputs"
     out.mkdir()
     (out / "20260101-000000-000000-0123456789abcdef.mp4.part").write_bytes(b"half")
-    proc, url = start_app(out)
-    try:
+    with serve_app(out):
         assert not list(out.glob("*.part"))
-    finally:
-        stop_app(proc)
 
 
 def test_zero_gpu_budget_follows_the_work_and_fal_holds_no_gpu(tmp_path):
@@ -505,8 +499,12 @@ def test_a_fal_key_with_a_break_inside_is_refused_and_never_shown(public_app, pi
 def test_a_second_app_on_the_same_output_folder_stops_clearly(open_app):
     """Two apps on one folder would both claim its queue: the second stops at once, saying
     why, and the first serves on."""
-    with pytest.raises(RuntimeError, match="Another SVD Studio app is serving the output"):
-        start_app(open_app[1])
+    from svd.server import build
+    from svd.settings import configured
+
+    with configured(model="tiny", output_dir=open_app[1]) as config:
+        with pytest.raises(SystemExit, match="Another SVD Studio app is serving the output"):
+            build(config)  # what `python app.py` runs before it listens
     assert httpx.get(open_app[0], timeout=10).status_code == 200
 
 

@@ -4,13 +4,14 @@ API, and feeds one worker per device."""
 import base64
 import io
 import signal
+import threading
 import time
 
 import httpx
 from gradio_client import Client, handle_file
 
 from .conftest import make_picture
-from .live import start_app, stop_app
+from .live import serve_app, start_app
 
 SMALL = {"width": 128, "height": 64, "num_frames": 2}
 LONG = {**SMALL, "steps": 100}  # a few seconds on tiny: long enough to catch it running
@@ -47,6 +48,7 @@ def submit(client, url, **fields) -> str:
 
 
 def test_a_kill_mid_run_leaves_a_clear_status_and_the_queued_request_runs(tmp_path):
+    """The app as a process, killed mid-run; then an app on the same folder (built here)."""
     out = tmp_path / "outputs"
     out.mkdir()
     proc, url = start_app(out)
@@ -57,8 +59,8 @@ def test_a_kill_mid_run_leaves_a_clear_status_and_the_queued_request_runs(tmp_pa
         assert status(client, url, queued)["queue_position"] == 0
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        proc, url = start_app(out)
-        try:
+        with serve_app(out) as served:
+            url = served.url
             gone = status(client, url, running)
             assert gone["status"] == "COMPLETED" and "interrupted by a restart" in gone["error"]
             result = client.get(f"{url}/queue/fal-ai/svd/requests/{running}")
@@ -68,19 +70,34 @@ def test_a_kill_mid_run_leaves_a_clear_status_and_the_queued_request_runs(tmp_pa
             video = client.get(f"{url}/queue/fal-ai/svd/requests/{queued}").json()
             assert video["seed"] == 2 and client.get(video["image"]["url"]).status_code == 200
             assert client.get(f"{url}/queue/fal-ai/svd/requests/nope/status").status_code == 404
-        finally:
-            stop_app(proc)
+
+
+class Held:
+    """The queue's run, with runs of the seeds in `seeds` held at their first step until
+    `go` is set: a run that is surely running, without a long real one."""
+
+    def __init__(self, *seeds: int):
+        self.seeds, self.go, self.holding = set(seeds), threading.Event(), []
+
+    def __call__(self, backend, inp, store, on_event):
+        from svd import zerogpu
+        from svd.events import Step
+
+        if inp.seed in self.seeds:
+            self.holding.append(inp.seed)
+            on_event(Step(1, inp.steps or 1))
+            assert self.go.wait(60), "never let go"
+        return zerogpu.generate(backend, inp, store, on_event)
 
 
 def test_page_and_api_share_one_queue_and_positions_go_down(tmp_path, picture_path):
-    out = tmp_path / "outputs"
-    out.mkdir()
-    proc, url = start_app(out)
-    try:
+    held = Held(1)
+    with serve_app(tmp_path / "outputs", run=held) as served:
+        url = served.url
         page = Client(url, verbose=False)
         from .test_ui import DEFAULTS, RESULTS, wait_running
 
-        fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "1", "steps": 60}
+        fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "1", "steps": 2}
         fields.update(num_frames=2, width=128, height=64)
         run = page.submit(**fields, api_name="/generate")
         with httpx.Client(timeout=30) as client:
@@ -89,31 +106,28 @@ def test_page_and_api_share_one_queue_and_positions_go_down(tmp_path, picture_pa
             second = submit(client, url, seed=3, steps=1, **SMALL)
             assert status(client, url, first)["queue_position"] == 0
             assert status(client, url, second)["queue_position"] == 1
+            held.go.set()
             wait_for(client, url, first, "COMPLETED")
             assert run.done()  # the page's run went first
             wait_for(client, url, second, "COMPLETED")
         assert run.result(timeout=10)[RESULTS.index("seed_used")] == "1"
-    finally:
-        stop_app(proc)
 
 
 def test_two_workers_run_two_requests_at_once(tmp_path):
-    out = tmp_path / "outputs"
-    out.mkdir()
-    proc, url = start_app(out, env={"SVD_DEVICES": "cpu,cpu"})
-    try:
+    held = Held(1, 2)
+    with serve_app(tmp_path / "outputs", run=held, devices="cpu,cpu") as served:
+        url = served.url
         with httpx.Client(timeout=30) as client:
-            ids = [submit(client, url, seed=i, **LONG) for i in (1, 2)]
-            deadline, both = time.monotonic() + 120, False
-            while not both and time.monotonic() < deadline:
-                both = all(status(client, url, i)["status"] == "IN_PROGRESS" for i in ids)
-                time.sleep(0.1)
-            assert both, "the second request waited for the first"
+            ids = [submit(client, url, seed=i, steps=1, **SMALL) for i in (1, 2)]
+            deadline = time.monotonic() + 60
+            while len(held.holding) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sorted(held.holding) == [1, 2], "the second request waited for the first"
+            assert all(status(client, url, i)["status"] == "IN_PROGRESS" for i in ids)
+            held.go.set()
             for i in ids:
-                wait_for(client, url, i, "COMPLETED", timeout=240)
+                wait_for(client, url, i, "COMPLETED")
                 assert client.get(f"{url}/queue/fal-ai/svd/requests/{i}").status_code == 200
-    finally:
-        stop_app(proc)
 
 
 def test_a_start_deadline_holds_no_thread_once_the_request_ran(tmp_path, picture_path):

@@ -27,18 +27,18 @@ def grey_clip(path, frames: int, width: int = 64, height: int = 48):
     return str(path)
 
 
-def test_a_clip_over_the_frame_cap_is_refused(monkeypatch, tmp_path):
-    monkeypatch.setenv("SVD_MAX_VIDEO_FRAMES", "100")
+def test_a_clip_over_the_frame_cap_is_refused(use_settings, tmp_path):
+    use_settings(max_video_frames="100")
     path = grey_clip(tmp_path / "long.mp4", 150)
     message = f"{FIELD}: the video has more than 100 frames (SVD_MAX_VIDEO_FRAMES)"
     with pytest.raises(InputError, match=re.escape(message)):
         video_to_depth_archive(path, "tiny")
-    monkeypatch.setenv("SVD_MAX_VIDEO_FRAMES", "150")  # at the cap is fine
+    use_settings(max_video_frames="150")  # at the cap is fine
     assert len(read_video_bytes(open(path, "rb").read(), FIELD, pick=MAX_MAPS)) == MAX_MAPS
 
 
-def test_frames_over_the_pixel_limit_are_refused_before_decoding(monkeypatch, tmp_path):
-    monkeypatch.setenv("SVD_MAX_IMAGE_PIXELS", "1000")
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(use_settings, tmp_path):
+    use_settings(max_image_pixels="1000")
     data = open(grey_clip(tmp_path / "big.mp4", 3), "rb").read()
     with pytest.raises(InputError, match=r"64x48, over the 1,000 pixel limit \(SVD_MAX_IMAGE_"):
         read_video_bytes(data, FIELD, pick=MAX_MAPS)

@@ -21,7 +21,7 @@ def failed_job(request_id: str, url: str) -> Job:
 
 
 @pytest.fixture
-def black_hole(monkeypatch):
+def black_hole(use_settings):
     """A listener that takes connections and never answers: each attempt waits it out."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -37,7 +37,7 @@ def black_hole(monkeypatch):
 
     threading.Thread(target=accept, daemon=True).start()
     port = sock.getsockname()[1]
-    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", f"127.0.0.1:{port}")
+    use_settings(allow_private_urls=f"127.0.0.1:{port}")
     yield f"http://127.0.0.1:{port}/hook"
     sock.close()
     for conn in held:
@@ -69,13 +69,13 @@ class Listener(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_delivery_waiting_for_its_retry_outlives_a_restart(tmp_path, monkeypatch):
+def test_a_delivery_waiting_for_its_retry_outlives_a_restart(use_settings, tmp_path):
     """The first process's attempt fails (nobody listens) and its retry waits in the
     database; a process started on the same folder delivers it."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Listener)
     port = server.server_address[1]
-    monkeypatch.setenv("SVD_ALLOW_PRIVATE_URLS", f"127.0.0.1:{port}")
-    monkeypatch.setenv("SVD_WEBHOOK_BACKOFF", "1")
+    use_settings(allow_private_urls=f"127.0.0.1:{port}")
+    use_settings(webhook_backoff="1")
     server.server_close()  # the port is free: the first attempt is refused
     path = tmp_path / "queue.sqlite3"
     url = f"http://127.0.0.1:{port}/hook"

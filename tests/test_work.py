@@ -13,7 +13,9 @@ from .conftest import SMALL
 from .inprocess import post
 
 
-def test_work_past_the_limit_is_a_422_naming_it(tiny_backend, tmp_path, monkeypatch, store):
+def test_work_past_the_limit_is_a_422_naming_it(
+    use_settings, tiny_backend, tmp_path, monkeypatch, store
+):
     """2048 x 2048 x 64 frames is refused at submit, before it waits or costs memory."""
     monkeypatch.delenv("SVD_API_KEY", raising=False)
     app = build_api(JobQueue([tiny_backend], tmp_path), tmp_path)
@@ -25,7 +27,7 @@ def test_work_past_the_limit_is_a_422_naming_it(tiny_backend, tmp_path, monkeypa
     detail = r.json()["detail"][0]
     assert detail["loc"] == ["body", "steps"] and "SVD_MAX_WORK" in detail["msg"]
     assert "2048x2048 px x 64 frames x 100 steps" in detail["msg"]
-    monkeypatch.setenv("SVD_MAX_WORK", "0.5")  # the host sets it: small runs only
+    use_settings(max_work="0.5")  # the host sets it: small runs only
     with pytest.raises(InputError, match="over this server's limit of 0"):
         run(tiny_backend, SVDInput(image_url="x", **{**SMALL, "steps": 10}), store)
 
