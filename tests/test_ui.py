@@ -371,3 +371,13 @@ def test_a_script_names_only_what_it_sets(app_url, picture_path):
         read_video(answer[0]["video"] if isinstance(answer[0], dict) else answer[0])[0].shape[0]
         == 2
     )
+
+
+def test_a_long_run_whose_visitor_reads_is_not_ended(app_url, picture_path, monkeypatch):
+    """A run ends when its visitor leaves updates unread (UNHEARD seconds); the update just
+    sent, still on its way to the stream, is not an unread one."""
+    from svd.ui import handlers
+
+    monkeypatch.setattr(handlers, "UNHEARD", 0.5)
+    _, seed, status = generate(app_url[0], image=handle_file(picture_path), seed="3", steps=12)
+    assert seed == "3" and "tiny" in status

@@ -168,7 +168,9 @@ class Handlers:
                 if update:
                     yield update
                     sent = loop.time()
-                if self.unread(session):
+                # The update just sent may still wait for the stream's turn on this loop;
+                # an older one still waiting means nobody reads.
+                if self.unread(session) > 1:
                     unheard = unheard or loop.time()
                     if loop.time() - unheard > UNHEARD:
                         self.jobs.cancel(job)
