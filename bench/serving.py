@@ -28,6 +28,7 @@ import base64
 import io
 import json
 import os
+import resource
 import socket
 import sqlite3
 import statistics
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import httpx
 import torch
-from common import PARAMS, environment, make_picture, make_video, paired, workdir
+from common import PARAMS, Timings, environment, make_picture, make_video, paired, workdir
 from overhead import plain
 from PIL import Image
 
@@ -175,6 +176,15 @@ class App:
         raise RuntimeError("the page's event stream ended without a result")
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds used so far by this process (or process `pid`), all its threads."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cold_starts(tmp: Path, threads: int, count: int, pictures: Pictures, params: dict) -> None:
     """`python app.py` to its first 200 and to its first finished video, `count` times."""
     first_200, first_video = [], []
@@ -213,11 +223,13 @@ def main(runs: int = 7, threads: int | None = None, steps: int = 4, explain: boo
         app = App(url, params)
         ids: dict[str, list] = {way: [] for way in WAYS}
         marks: dict[str, list] = {way: [] for way in WAYS}
+        cpu: dict[str, list[float]] = {way: [] for way in ("plain", *WAYS)}
 
         def side(way: str):
             def once():
                 data, path, uri = pictures.next()
                 app.marks = {"sent": time.time()}
+                used = cpu_seconds(), cpu_seconds(proc.pid)
                 if way == "python":
                     make_video(backend, SVDInput(image_url=uri, **params), tmp / "python")
                     app.mark("answered")
@@ -226,6 +238,8 @@ def main(runs: int = 7, threads: int | None = None, steps: int = 4, explain: boo
                     got = app.page(path)
                 else:
                     got = getattr(app, way)(uri)
+                here, there = cpu_seconds() - used[0], cpu_seconds(proc.pid) - used[1]
+                cpu[way].append(here + (there if way != "python" else 0.0))
                 ids[way].append(got)
                 marks[way].append(app.marks)
 
@@ -233,16 +247,22 @@ def main(runs: int = 7, threads: int | None = None, steps: int = 4, explain: boo
 
         def direct():
             data = pictures.next()[0]
+            used = cpu_seconds()
             plain(pipe, Image.open(io.BytesIO(data)), tmp / "plain.mp4", params)
+            cpu["plain"].append(cpu_seconds() - used)
 
         t = paired(runs, plain=direct, **{way: side(way) for way in WAYS})
     finally:
         stop_app(proc)
-    print(f"plain diffusers + mp4: {t.spread('plain')} (median, min-max)")
-    print("| way in | seconds per video (min-max) | against plain diffusers, paired by round |")
-    print("|---|---|---|")
+    used = Timings({name: times[1:] for name, times in cpu.items()})  # warm-up left out
+    print(f"plain diffusers + mp4: {t.spread('plain')}, CPU {used.spread('plain')} "
+          "(median, min-max)")  # fmt: skip
+    print("| way in | seconds per video (min-max) | against plain diffusers, paired by round "
+          "| CPU seconds per video, against plain's |")  # fmt: skip
+    print("|---|---|---|---|")
     for way in WAYS:
-        print(f"| {way} | {t.spread(way)} | {t.ratio(way, 'plain')} |")
+        print(f"| {way} | {t.spread(way)} | {t.ratio(way, 'plain')} "
+              f"| {used.spread(way)}, {used.ratio(way, 'plain')} |")  # fmt: skip
     if explain:
         parts(tmp / "served", ids, marks)
 
