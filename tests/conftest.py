@@ -7,15 +7,23 @@ from PIL import Image
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-# torch's threads in this process, which runs tiny models and the apps built here: one core
-# is left to the app processes, browsers and clients beside it (two threads each on two
-# cores made a tiny run ten times slower). Each app process gets SVD_THREADS=1 (live.py).
+# torch's threads in each test process (xdist runs one per core): the cores shared with the
+# other test processes and with the app processes, browsers and clients beside them. Two
+# threads on two busy cores made a tiny run ten times slower. Each app process started here
+# gets SVD_THREADS=1 (live.py).
 CORES = len(os.sched_getaffinity(0))
-torch.set_num_threads(max(1, CORES - 1))
+
+
+def threads(workers: int) -> int:
+    return max(1, CORES // (workers + 1))
+
+
+torch.set_num_threads(threads(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 def pytest_report_header(config):
-    return f"torch threads: {torch.get_num_threads()} of {CORES} cores"
+    workers = getattr(config.option, "numprocesses", None) or 1
+    return f"torch threads: {threads(workers)} in each of {workers} test processes, {CORES} cores"
 
 
 SMALL = {"width": 192, "height": 128, "num_frames": 6, "steps": 3}
@@ -91,7 +99,8 @@ MAX_APP_PROCESSES = 8  # the app as a process of its own: only where a test need
 def pytest_sessionstart(session):
     from .live import STARTS
 
-    STARTS.unlink(missing_ok=True)
+    if not hasattr(session.config, "workerinput"):  # the run's first process, not a worker
+        STARTS.unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -369,7 +369,10 @@ def test_models_and_two_videos_in_the_browser(browser, app_url, picture_path):
         assert (number(page, "fps"), number(page, "max-guidance-scale")) == ("8", "1.2")
         assert number(page, "min-guidance-scale") == "1.5"
         page.get_by_text("wangfuyun/AnimateLCM-SVD-xt").wait_for(timeout=20_000)
-        assert "25 frames at 8 fps" in page.locator("#outcome").inner_text()
+        page.wait_for_function(  # the outcome line follows the fps field: a later update
+            "() => document.querySelector('#outcome').innerText.includes('25 frames at 8 fps')",
+            timeout=20_000,
+        )
         assert page.locator("#depth-note").is_visible()
         assert not page.get_by_text("Depth control maps (optional)").is_visible()
 
