@@ -133,6 +133,10 @@ def build(config: Settings, run=None) -> App:
         makings.start_all()
     page = build_app(jobs, Backends(workers[0], options), makings)
     page.queue(max_size=config.queue_size)
+    # gradio internal: Queue.sleep_when_free (1 ms) and progress_update_sleep_when_free (10 ms):
+    # its loops woke a thousand times a second, taking the GIL from the render each time
+    # (bench/serving.py); at 10 ms a page run waits at most 10 ms more to start.
+    page._queue.sleep_when_free, page._queue.progress_update_sleep_when_free = 0.01, 0.1
     server = gr.mount_gradio_app(
         build_api(jobs, out_dir),  # the fal-compatible routes, same port
         page,
