@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import forget_pictures, make_picture, make_video  # noqa: E402
+from common import environment, forget_pictures, make_picture, make_video  # noqa: E402
 from xt import FRAMES, SIZE, build_xt  # noqa: E402
 
 from svd.backends.local import LocalBackend  # noqa: E402
@@ -149,8 +149,7 @@ def main(steps_list, runs: int, cases, small: bool) -> None:
     where = torch.cuda.get_device_name() if CUDA else "CPU"
     size = "tiny 192x128, 6 frames" if small else "SVD-XT random weights, 1024x576, 25 frames"
     dtype = "fp32" if small else "fp16"
-    print(f"{size}, {dtype} on {where}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads, {runs} timed runs per case")  # fmt: skip
+    print(f"{size}, {dtype}, {environment(where)}, {runs} timed runs per case")
     for steps in steps_list:
         results = {}
         for name in cases:
