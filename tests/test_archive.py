@@ -191,6 +191,7 @@ def test_too_many_maps():
         (make_zip({"readme.txt": b"hi"}), "no images"),
         (make_zip({"1.png": b"not really a png"}), "'1.png' is not a readable image"),
     ],
+    ids=["bytes", "empty", "no-images", "unreadable"],  # a zip's bytes hold its time
 )
 def test_bad_archives_name_the_field(data, message):
     with pytest.raises(InputError) as e:
