@@ -305,3 +305,20 @@ def test_the_private_names_of_diffusers_torch_and_fal_client_the_app_reads(monke
         "fal_client internal moved: fal_client.auth.fetch_auth_credentials() and its "
         ".token and .scheme (svd/backends/fal.py, fal_credentials and FalBackend._client)"
     )
+
+
+def test_gradios_queue_loop_sleeps():
+    """svd/server.py (build) sets Queue.sleep_when_free and progress_update_sleep_when_free:
+    the pauses of the queue's loops when there is no work, read on each turn."""
+    import gradio as gr
+
+    with gr.Blocks() as page:
+        gr.Button()
+    page.queue()
+    queue = page._queue
+    for name in ("sleep_when_free", "progress_update_sleep_when_free"):
+        assert isinstance(getattr(queue, name, None), float), f"gradio internal moved: {name}"
+        loops = inspect.getsource(type(queue).start_processing) + inspect.getsource(
+            type(queue).start_progress_updates
+        )
+        assert f"asyncio.sleep(self.{name})" in loops, f"gradio internal moved: {name}"
