@@ -29,6 +29,12 @@ def free_port() -> int:
 IN_TESTS = {"model": "tiny", "host": "127.0.0.1", "examples": "click",
             "max_runs_per_session": 0, "max_runs_per_address": 0}  # fmt: skip
 STARTS = ROOT / ".pytest-app-starts"  # one line per app process a test started
+GRADIO_NAMES = {"host": "GRADIO_SERVER_NAME", "port": "GRADIO_SERVER_PORT"}
+
+
+def as_env(values: dict) -> dict[str, str]:
+    """Settings (Settings' field names) as the environment of an app process."""
+    return {GRADIO_NAMES.get(k, f"SVD_{k.upper()}"): str(v) for k, v in values.items()}
 
 
 @dataclass
@@ -78,19 +84,9 @@ def start_app(
     `scheme` https, `verify` is the CA file that signed the app's certificate; `python` is
     the interpreter to run it with."""
     port = port or free_port()
-    env = {
-        **os.environ,
-        "SVD_MODEL": "tiny",
-        "SVD_OUTPUT_DIR": str(output_dir),
-        "GRADIO_SERVER_NAME": "127.0.0.1",
-        "GRADIO_SERVER_PORT": str(port),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "SVD_MAX_RUNS_PER_SESSION": "0",  # these tests are one visitor; test_public limits
-        "SVD_MAX_RUNS_PER_ADDRESS": "0",
-        "SVD_EXAMPLES": "click",  # not at start: the tests' apps share two cores
-        "SVD_THREADS": "1",  # beside the test process: two threads each would fight
-        **(env or {}),
-    }
+    # One torch thread: beside the test process, two threads each would fight.
+    values = {**IN_TESTS, "output_dir": output_dir, "port": port, "threads": 1}
+    env = {**os.environ, **as_env(values), "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     log = open(output_dir.parent / f"app-{port}.log", "w")
     with open(STARTS, "a") as starts:  # the suite counts these (conftest.py)
         starts.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?')}\n")

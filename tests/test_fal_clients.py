@@ -23,7 +23,7 @@ import pytest
 import trustme
 
 from .conftest import make_picture
-from .live import ROOT, free_port, serve_app, start_app, stop_app
+from .live import ROOT, as_env, free_port, serve_app, start_app, stop_app
 
 KEY = "client-test-key"
 CLIENTS = ROOT / "tests" / "clients"
@@ -103,13 +103,13 @@ def tls_app(files, hooks, tmp_path_factory):
     out.mkdir()
     queue_port = free_port()
     env = {
-        **{f"SVD_{k.upper()}": str(v) for k, v in app_settings(hooks).items()},
-        "SVD_QUEUE_PORT": str(queue_port),
-        "SVD_SSL_CERTFILE": str(files / "cert.pem"),
-        "SVD_SSL_KEYFILE": str(files / "key.pem"),
+        **app_settings(hooks),
+        "queue_port": queue_port,
+        "ssl_certfile": files / "cert.pem",
+        "ssl_keyfile": files / "key.pem",
     }
     trust = ssl.create_default_context(cafile=str(files / "ca.pem"))
-    proc, url = start_app(out, env, scheme="https", verify=trust)
+    proc, url = start_app(out, as_env(env), scheme="https", verify=trust)
     yield url, f"https://127.0.0.1:{queue_port}", trust
     stop_app(proc)
 
