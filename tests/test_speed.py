@@ -21,13 +21,12 @@ def plain():
 
 
 def frames(pipe, picture, seed=0, size=(192, 128), **kw):
-    kw = {"num_frames": 4, "num_inference_steps": 2, **kw}
+    kw = {"num_frames": 4, "num_inference_steps": 2, "output_type": "np", **kw}
     out = pipe(
         picture,
         height=size[1],
         width=size[0],
         generator=torch.Generator().manual_seed(seed),
-        output_type="np",
         **kw,
     )
     return out.frames[0]
@@ -146,11 +145,11 @@ def test_backend_runs_with_feature_reuse(tiny_backend, picture_path, store):
 
 
 def test_fast_path_gives_the_same_video(plain, tmp_path):
-    """channels-last and torch.compile (inductor, on the CPU here): about a minute to compile,
-    in the warm-up, at the default size and frame count."""
+    """channels-last and torch.compile (inductor, on the CPU here), compiled in the warm-up at
+    the model's default size and frame count, the ones the runs below use."""
     from svd.backends.local import LocalBackend
 
-    backend = LocalBackend(pipe=build_tiny_pipeline(), fast=True)
+    backend = LocalBackend(model="tiny", pipe=build_tiny_pipeline(), fast=True)
     backend.warm_up()
     fast = backend.load()
     conv = fast.unet.conv_in.weight
@@ -158,12 +157,13 @@ def test_fast_path_gives_the_same_video(plain, tmp_path):
     compiled = [m for m in fast.unet.modules() if getattr(m, "_compiled_call_impl", None)]
     assert len(compiled) == 12  # the resnets and transformers of the tiny UNet
     picture = make_picture(*TINY_SIZE)
+    latents = {"size": TINY_SIZE, "num_frames": TINY_FRAMES, "output_type": "latent"}
     for interval in (1, 2):  # with feature reuse the compiled blocks are used as they are
         with feature_reuse(fast.unet, interval):
-            got = frames(fast, picture, seed=8, size=TINY_SIZE, num_frames=TINY_FRAMES)
+            got = frames(fast, picture, seed=8, **latents)
         with feature_reuse(plain.unet, interval):
-            want = frames(plain, picture, seed=8, size=TINY_SIZE, num_frames=TINY_FRAMES)
-        assert np.abs(got - want).max() < 1e-3, interval
+            want = frames(plain, picture, seed=8, **latents)
+        assert (got - want).abs().max() < 1e-3, interval
 
 
 def test_fast_flag_and_environment(monkeypatch):

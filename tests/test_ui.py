@@ -311,11 +311,15 @@ def test_choosing_fal_puts_back_what_it_hides(app_url):
 
 def test_examples_are_made_at_start_once_and_shared(tiny_backend, tmp_path):
     """start_all queues every example not kept yet; whoever asks meanwhile gets the same
-    run; once kept, nothing is made again."""
+    run; once kept, nothing is made again. (Each run is small here: 2 steps at 128x64.)"""
     from svd.jobs import JobQueue
     from svd.ui import examples
 
-    jobs = JobQueue([tiny_backend], tmp_path)
+    def quick(backend, inp, store, on_event):
+        small = {"steps": 2, "width": 128, "height": 64}
+        return run(backend, inp.model_copy(update=small), store, on_event)
+
+    jobs = JobQueue([tiny_backend], tmp_path, run=quick)
     makings = examples.Makings(jobs, tiny_backend)
     for example in examples.EXAMPLES:
         examples.cache_path(jobs.outputs, tiny_backend, example).unlink(missing_ok=True)
