@@ -112,9 +112,9 @@ def test_a_replica_killed_mid_run_costs_only_that_run(cluster_app):
     with a clear 5xx), the request queued beside it completes, the replica comes back."""
     url, _ = cluster_app
     with httpx.Client(timeout=60) as client:
-        doomed = submit(
-            client, url, seed=20, **{**LONG, "width": 256, "height": 128, "num_frames": 8}
-        )  # seconds of work
+        doomed = submit(client, url, seed=20, **{**LONG, "steps": 40, "width": 256,
+                                                  "height": 128, "num_frames": 8})  # fmt: skip
+        # (seconds of work: still running when the replica is found and killed)
         wait_for(client, url, doomed, "IN_PROGRESS", timeout=120)
         killed = working_replica()
         os.kill(killed, signal.SIGKILL)

@@ -235,7 +235,9 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path, monkeypatch):
     with serve_app(out_dir, fal_poll_interval=0.02) as served:
         url = served.url
         client = Client(url, verbose=False)
-        fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "4", "steps": 20}
+        # fal takes no frame count: the local run at the end sets its own.
+        fields = {**DEFAULTS, "image": handle_file(picture_path), "seed": "4", "steps": 20,
+                  "num_frames": 0}  # fmt: skip
         # The app runs locally (no FAL_KEY); this session picks fal and types its key.
         video, seed, status = generate(url, **{**fields, "backend": "fal", "fal_key": "good-key"})
         assert seed == "4" and "fal" in status
@@ -245,7 +247,7 @@ def test_page_runs_through_fal(fal, picture_path, tmp_path, monkeypatch):
             client.predict(**{**fields, "backend": "fal", "fal_key": "bad"}, api_name="/generate")
         with pytest.raises(Exception, match="FAL_KEY"):
             client.predict(**{**fields, "backend": "fal"}, api_name="/generate")
-        _, _, status = generate(url, **fields)  # local still works
+        _, _, status = generate(url, **{**fields, "num_frames": 4, "steps": 2})  # local works
         assert "tiny" in status
         assert "bad" not in (out_dir.parent / f"app-{url.rsplit(':', 1)[1]}.log").read_text()
 

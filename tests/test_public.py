@@ -508,14 +508,17 @@ def test_a_second_app_on_the_same_output_folder_stops_clearly(open_app):
     assert httpx.get(open_app[0], timeout=10).status_code == 200
 
 
-def test_page_runs_whose_visitor_vanished_end(open_app, picture_path):
+def test_page_runs_whose_visitor_vanished_end(open_app, picture_path, monkeypatch):
     """A script joins the page's queue and never reads its stream, or closes it at once:
-    neither run is left queued or running for nobody."""
+    neither run is left queued or running for nobody (after UNHEARD seconds: 3 here)."""
     import secrets
     import sqlite3
 
+    from svd.ui import handlers
+
     from .gradio_wire import endpoint, upload
 
+    monkeypatch.setattr(handlers, "UNHEARD", 3.0)
     url, out = open_app
     fn_index, inputs = endpoint(url, "generate")
     values = {"image": upload(url, picture_path), "seed": "1", "steps": 100, "num_frames": 25,
