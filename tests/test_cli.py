@@ -1,8 +1,11 @@
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 from urllib.parse import urlparse
 
 from svd.media import read_video
@@ -11,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def svd_cli(*args, stdin=None, env=None, cwd=None):
+    """`python -m svd ...` as a process of its own: for an environment of its own (a Hugging
+    Face cache, offline) and the entry point itself."""
     return subprocess.run(
         [sys.executable, "-m", "svd", *args],
         input=stdin,
@@ -22,8 +27,31 @@ def svd_cli(*args, stdin=None, env=None, cwd=None):
     )
 
 
+def cli_here(*args, stdin: str = ""):
+    """The CLI's `main(argv)` in this process, on tiny, with `stdin` as its standard input:
+    (exit code, stdout, stderr) as a process would give them."""
+    import torch
+
+    from svd.cli import main
+    from svd.settings import configured
+
+    out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()  # main sets torch's threads from the settings
+    with (
+        configured(model="tiny", threads=threads),
+        mock.patch("sys.stdin", io.StringIO(stdin)),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own errors
+            code = e.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 def test_generate_prints_the_output_json_last(picture_path, tmp_path):
-    r = svd_cli(
+    r = cli_here(
         "generate", "--image-url", picture_path, "--steps", "2", "--num-frames", "4",
         "--seed", "11", "--out-dir", str(tmp_path),
     )  # fmt: skip
@@ -38,7 +66,7 @@ def test_generate_prints_the_output_json_last(picture_path, tmp_path):
 
 def test_json_body_from_stdin_with_flags_on_top(picture_path, tmp_path):
     body = {"image_url": picture_path, "steps": 1, "seed": 3, "num_frames": 2, "extra": 1}
-    r = svd_cli(
+    r = cli_here(
         "generate", "--json", "-", "--seed", "4", "--out-dir", str(tmp_path),
         stdin=json.dumps(body),
     )  # fmt: skip
@@ -47,15 +75,15 @@ def test_json_body_from_stdin_with_flags_on_top(picture_path, tmp_path):
 
 
 def test_bad_input_exits_non_zero_naming_the_field(picture_path, tmp_path):
-    r = svd_cli("generate", "--image-url", picture_path, "--motion-bucket-id", "300")
+    r = cli_here("generate", "--image-url", picture_path, "--motion-bucket-id", "300")
     assert r.returncode == 2
     assert "motion_bucket_id" in r.stderr and "255" in r.stderr
-    r = svd_cli("generate", "--json", "-", stdin="{not json")
+    r = cli_here("generate", "--json", "-", stdin="{not json")
     assert r.returncode == 2 and "json" in r.stderr
     missing = str(tmp_path / "missing.png")
-    r = svd_cli("generate", "--image-url", missing, "--out-dir", str(tmp_path))
+    r = cli_here("generate", "--image-url", missing, "--out-dir", str(tmp_path))
     assert r.returncode == 2 and "image_url" in r.stderr and "no such file" in r.stderr
-    r = svd_cli("generate", "--steps", "many")
+    r = cli_here("generate", "--steps", "many")
     assert r.returncode == 2 and "steps" in r.stderr
     assert not list(tmp_path.glob("*.mp4"))
 
