@@ -16,8 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def svd_cli(*args, stdin=None, env=None, cwd=None):
     """`python -m svd ...` as a process of its own: for an environment of its own (a Hugging
     Face cache, offline) and the entry point itself."""
+    return svd_cli_python("-m", "svd", *args, stdin=stdin, env=env, cwd=cwd)
+
+
+def svd_cli_python(*args, stdin=None, env=None, cwd=None):
     return subprocess.run(
-        [sys.executable, "-m", "svd", *args],
+        [sys.executable, *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -25,6 +29,27 @@ def svd_cli(*args, stdin=None, env=None, cwd=None):
         env={**os.environ, "SVD_MODEL": "tiny", "PYTHONPATH": str(ROOT), **(env or {})},
         timeout=240,
     )
+
+
+# Several command lines through the CLI's main, in one process: [exit code, stdout, stderr].
+MANY = """import contextlib, io, json, sys
+from svd.cli import main
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    print(json.dumps([code, out.getvalue(), err.getvalue()]), flush=True)
+"""
+
+
+def svd_cli_each(*commands: list[str], env=None) -> list[subprocess.CompletedProcess]:
+    """Each of `commands` (`python -m svd` arguments) as the CLI runs it, all in one process
+    of its own with `env` (one set of imports for all), each answer as svd_cli's."""
+    r = svd_cli_python("-c", MANY, json.dumps(list(commands)), env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    answers = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("[")]
+    assert len(answers) == len(commands), r.stderr[-2000:]
+    return [subprocess.CompletedProcess(c, *a) for c, a in zip(commands, answers, strict=True)]
 
 
 def cli_here(*args, stdin: str = ""):

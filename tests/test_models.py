@@ -79,25 +79,31 @@ def test_svd_model_takes_a_registry_name_and_a_missing_one_says_how_to_get_it(
     tmp_path, picture_path
 ):
     """SVD_MODEL=svd loads SVD's repo from the offline cache (14 frames, its own); a model
-    not on the machine is an error naming `model` and how to get its weights."""
+    not on the machine (asked for by name) is an error naming `model` and how to get its
+    weights."""
     import json
     from urllib.parse import urlparse
 
     from .hub_cache import add_diffusers_repo
-    from .test_cli import svd_cli
+    from .test_cli import svd_cli_each
 
     home = tmp_path / "hf"
     add_diffusers_repo(home, models.find("svd").repo, frames=models.find("svd").frames)
     offline = {"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     small = ["--steps", "1", "--width", "192", "--height", "128", "--out-dir", str(tmp_path)]
-    r = svd_cli("generate", "--image-url", picture_path, *small,
-                env={"SVD_MODEL": "svd", **offline})  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
-    video = Path(urlparse(json.loads(r.stdout.strip().splitlines()[-1])["image"]["url"]).path)
+    named, missing = svd_cli_each(  # one process, SVD_MODEL=svd; then a request for another
+        ["generate", "--image-url", picture_path, *small],
+        ["generate", "--image-url", picture_path, "--model", "svd-xt-1-1", *small],
+        env={"SVD_MODEL": "svd", **offline},
+    )
+    assert named.returncode == 0, named.stderr[-2000:]
+    video = Path(urlparse(json.loads(named.stdout.strip().splitlines()[-1])["image"]["url"]).path)
     record = json.loads(video.with_suffix(".json").read_text())
     assert record["model"] == models.find("svd").repo and record["num_frames"] == 14
-    r = svd_cli("generate", "--image-url", picture_path, *small,
-                env={"SVD_MODEL": "svd-xt-1-1", **offline})  # fmt: skip
+    r = missing
     assert r.returncode == 1
-    assert "model: the weights of stabilityai/stable-video-diffusion-img2vid-xt-1-1" in r.stderr
+    assert (
+        "model: the weights of svd-xt-1-1 (stabilityai/stable-video-diffusion-img2vid-xt-1-1)"
+        in (r.stderr)
+    )
     assert "hf download stabilityai/stable-video-diffusion-img2vid-xt-1-1" in r.stderr

@@ -21,7 +21,7 @@ from svd.media import read_video
 
 from .hub_cache import add_every_model
 from .live import start_app, stop_app
-from .test_cli import svd_cli
+from .test_cli import svd_cli_each
 
 SMALL = {"width": 192, "height": 128}
 HUB_MODELS = [m for m in models.MODELS.values() if m.repo]
@@ -201,10 +201,10 @@ def test_three_videos_three_seeds_the_first_as_image(hub_app, picture_uri):
 
 def test_every_model_through_the_cli(hub, picture_path, tmp_path):
     _, env = hub
-    for spec in HUB_MODELS:
-        r = svd_cli("generate", "--image-url", picture_path, "--model", spec.name, "--steps",
-                    "1", "--num-frames", "3", "--width", "192", "--height", "128",
-                    "--out-dir", str(tmp_path), env=env)  # fmt: skip
+    small = ["--steps", "1", "--num-frames", "3", "--width", "192", "--height", "128"]
+    commands = [["generate", "--image-url", picture_path, "--model", spec.name, *small,
+                 "--out-dir", str(tmp_path)] for spec in HUB_MODELS]  # fmt: skip
+    for spec, r in zip(HUB_MODELS, svd_cli_each(*commands, env=env), strict=True):
         assert r.returncode == 0, r.stderr[-2000:]
         video = Path(urlparse(json.loads(r.stdout.strip().splitlines()[-1])["image"]["url"]).path)
         record = json.loads(video.with_suffix(".json").read_text())
