@@ -40,11 +40,14 @@ class DeviceAPI:
                     self._answer(404, b"{}", "application/json")
 
             def _answer(self, status: int, body: bytes, kind: str):
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the caller has gone (an app stopped while /allow held it)
 
             def log_message(self, *args):
                 pass
