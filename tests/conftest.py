@@ -21,6 +21,26 @@ def threads(workers: int) -> int:
 torch.set_num_threads(threads(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one test process per core this process may use, at most four (each holds
+    torch and its apps' processes in memory)."""
+    return max(1, min(4, CORES))
+
+
+# The longest modules first (seconds of tests in each, two processes on two cores, December
+# 2026). Each test process takes whole modules (--dist loadfile) in this order, the next
+# when it is done, so the processes end together rather than one waiting on a long module.
+LONGEST_FIRST = [
+    "test_speed", "test_browser", "test_cluster", "test_models_hub", "test_public",
+    "test_local", "test_ui", "test_bench", "test_fal_clients", "test_models",
+]  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest as found
+
+
 def pytest_report_header(config):
     workers = getattr(config.option, "numprocesses", None) or 1
     return f"torch threads: {threads(workers)} in each of {workers} test processes, {CORES} cores"
