@@ -68,18 +68,27 @@ STATE = """() => {
 }"""
 
 
+STREAMS: dict = {}  # [how many event streams (Gradio's /queue/data) are open] by page
+
+
 @contextlib.contextmanager
 def telling(page, out: Path):
     """On a failure, add what the page showed, the events it sent and the app's log (CI keeps
-    only the text)."""
-    sent = []
+    only the text). Counts the page's open event streams for `settle`."""
+    sent, streams = [], STREAMS.setdefault(page, [0])
 
     def note(request):
         if "/queue/join" in request.url or "/run/" in request.url:
             body = json.loads(request.post_data or "{}")
             sent.append((round(time.monotonic(), 1), body.get("fn_index")))
+        streams[0] += "/queue/data" in request.url
+
+    def ended(request):
+        streams[0] -= "/queue/data" in request.url
 
     page.on("request", note)
+    page.on("requestfinished", ended)
+    page.on("requestfailed", ended)
     page.on("console", lambda m: m.type == "error" and sent.append(m.text[:160]))
     try:
         yield
@@ -87,8 +96,24 @@ def telling(page, out: Path):
         logs = sorted(out.parent.glob("app-*.log"))
         app_log = logs[-1].read_text()[-3000:] if logs else ""
         raise AssertionError(
-            f"{e}\npage: {page.evaluate(STATE)}\nsent: {sent[-30:]}\napp log: {app_log}"
+            f"{e}\npage: {page.evaluate(STATE)}\nsent: {sent[-30:]}\n"
+            f"open event streams: {streams[0]}\napp log: {app_log}"
         ) from e
+    finally:
+        STREAMS.pop(page, None)
+
+
+def settle(page, timeout: float = 20) -> None:
+    """Wait until the page's last events have ended and Gradio has closed their stream: a
+    click just as it closes can leave the new event without one (seen on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while STREAMS[page][0] > 0 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+
+
+def click_generate(page) -> None:
+    settle(page)
+    page.locator("#generate").click()
 
 
 def set_slider(page, elem_id: str, value: int) -> None:
@@ -102,7 +127,7 @@ def stop_a_long_run(page) -> None:
     While it works, its live preview stands in the video's place, and the progress says how
     long it has taken; once stopped, the video is back."""
     set_slider(page, "steps", 100)
-    page.locator("#generate").click()
+    click_generate(page)
     page.get_by_text(re.compile(r"step \d+ of 100")).first.wait_for(timeout=60_000)
     page.locator("#live-preview img").wait_for(state="visible", timeout=60_000)
     assert not page.locator("#video").is_visible()
@@ -153,7 +178,7 @@ def test_generate_in_the_browser(browser, app_url, picture_path, tmp_path):
         page.get_by_text("5 maps, so 5 frames").wait_for(timeout=20_000)
         set_slider(page, "steps", 2)
         page.locator("#seed textarea, #seed input").first.fill("77")
-        page.locator("#generate").click()
+        click_generate(page)
         page.wait_for_function(
             "() => { const v = document.querySelector('#video video');"
             " return v && v.duration > 0 && !isNaN(v.duration); }",
@@ -290,7 +315,7 @@ def test_the_page_for_a_stranger(browser, app_url, picture_path, width, height, 
         set_slider(page, "steps", 3)
         before = page.evaluate(SOURCE)
         said = page.locator("#run-progress").inner_text()  # the example's line
-        page.locator("#generate").click()
+        click_generate(page)
         page.wait_for_function(
             f"() => {{ const t = document.querySelector('#run-progress').innerText.trim();"
             f" return t && t !== {json.dumps(said)}; }}",
@@ -384,7 +409,7 @@ def test_models_and_two_videos_in_the_browser(browser, app_url, picture_path):
                                ("width", 192), ("height", 128)):  # fmt: skip
             set_slider(page, elem_id, value)
         page.locator("#seed textarea, #seed input").first.fill("60")
-        page.locator("#generate").click()
+        click_generate(page)
         page.wait_for_function(
             "() => document.querySelectorAll('#videos video').length === 2", timeout=120_000
         )
