@@ -179,7 +179,8 @@ def in_own_process(name: str, small: bool, steps: int, runs: int, work: Path) ->
             process.kill()
             return "over 30 minutes, stopped"
         kind, value = receive.recv()
-    except EOFError:
+    except EOFError:  # it ended without a word (killed, out of memory)
+        process.join(60)
         kind, value = "failed", f"the process ended with code {process.exitcode}"
     finally:
         process.join(60)
