@@ -35,12 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import environment, forget_pictures, make_picture, make_video  # noqa: E402
-from xt import FRAMES, SIZE, build_xt  # noqa: E402
 
-from svd.backends.local import LocalBackend  # noqa: E402
-from svd.backends.tiny import build_tiny_pipeline  # noqa: E402
 from svd.media import read_video, write_video  # noqa: E402
-from svd.schema import SVDInput  # noqa: E402
+
+# diffusers, the models and the backends are imported where the cases run: in their own
+# processes (forked from one that preloads them), not in this one.
 
 CASES = {
     "vanilla": {},
@@ -56,6 +55,10 @@ DEVICE = "cuda" if CUDA else "cpu"
 
 
 def build(small: bool, device: str):
+    from xt import build_xt
+
+    from svd.backends.tiny import build_tiny_pipeline
+
     if small:
         return build_tiny_pipeline().to(device)
     return build_xt(device, torch.float16)
@@ -84,6 +87,11 @@ def timed(fn, runs: int) -> dict:
 
 
 def run_case(name: str, small: bool, steps: int, runs: int, work: Path) -> dict:
+    from xt import FRAMES, SIZE
+
+    from svd.backends.local import LocalBackend
+    from svd.schema import SVDInput
+
     width, height, frames = SMALL if small else (*SIZE, FRAMES)
     picture = work / "picture.png"
     make_picture(width, height).save(picture)
