@@ -188,11 +188,12 @@ def in_own_process(name: str, small: bool, steps: int, runs: int, work: Path) ->
             return "over 30 minutes, stopped"
         kind, value = receive.recv()
     except EOFError:  # it ended without a word (killed, out of memory)
-        process.join(60)
-        kind, value = "failed", f"the process ended with code {process.exitcode}"
+        kind, value = "failed", None
     finally:
         process.join(60)
-    return value if kind == "done" else f"failed\n{value[-2000:]}"
+    if kind == "done":
+        return value
+    return f"failed\n{(value or f'the process ended with code {process.exitcode}')[-2000:]}"
 
 
 def case_process(send, *args) -> None:
